@@ -1,0 +1,80 @@
+"""API replicas: `prefect server start --no-services`, any number, side by side."""
+
+from __future__ import annotations
+
+from typing import Sequence
+
+import pulumi
+import pulumi_docker as docker
+
+from . import docker_common as dc
+from .config import StackConfig
+from .prefect_settings import API_PORT, Endpoints, server_env
+
+SERVICE_ALIAS = "prefect-api"
+HEALTH_PATH = "/api/health"
+# The official image has Python but no curl.
+HEALTH_TEST = [
+    "CMD",
+    "python",
+    "-c",
+    "import sys, urllib.request; "
+    f"sys.exit(0 if urllib.request.urlopen('http://127.0.0.1:{API_PORT}{HEALTH_PATH}', timeout=4).status == 200 else 1)",
+]
+
+
+def replica_alias(index: int) -> str:
+    return f"{SERVICE_ALIAS}-{index}"
+
+
+class ApiServer(pulumi.ComponentResource):
+    replicas: list[docker.Container]
+    aliases: list[str]
+
+    def __init__(
+        self,
+        name: str,
+        *,
+        config: StackConfig,
+        stack: str,
+        network: docker.Network,
+        endpoints: Endpoints,
+        migration_succeeded: pulumi.Output[int],
+        depends_on: Sequence[pulumi.Resource] = (),
+        opts: pulumi.ResourceOptions | None = None,
+    ):
+        super().__init__("prefect-ha:index:ApiServer", name, None, opts)
+        prefix = config.prefix(stack)
+        env = server_env(config, endpoints, "api")
+        self.replicas = []
+        self.aliases = []
+        for index in range(1, config.api.replicas + 1):
+            alias = replica_alias(index)
+            self.aliases.append(alias)
+            # Replicas depend on the migration gate and the data stores, never on each other.
+            self.replicas.append(
+                docker.Container(
+                    f"{name}-{index}",
+                    name=f"{prefix}-api-{index}",
+                    image=config.prefect.image,
+                    command=[
+                        "prefect", "server", "start",
+                        "--host", "0.0.0.0", "--port", str(API_PORT), "--no-services",
+                    ],
+                    envs=env,
+                    networks_advanced=dc.network_attachment(network, alias, SERVICE_ALIAS),
+                    healthcheck=dc.healthcheck(HEALTH_TEST, interval=5, timeout=5, retries=5, start_period=20),
+                    restart="unless-stopped",
+                    wait=True,
+                    wait_timeout=config.wait_timeout,
+                    labels=dc.labels(
+                        stack, "api", replica=str(index),
+                        **{"migration-exit-code": migration_succeeded.apply(str)},
+                    ),
+                    **dc.log_args(config),
+                    opts=dc.container_opts(self, depends_on=depends_on),
+                )
+            )
+        self.register_outputs(
+            {"container_names": [r.name for r in self.replicas], "aliases": self.aliases}
+        )

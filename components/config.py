@@ -1,0 +1,427 @@
+"""The stack's configuration: one pydantic model, built once from Pulumi config.
+
+Pulumi config keys are flat and dotted (``prefect-ha:api.replicas``) so that
+Pulumi.yaml can declare each one with a type, a description and a default.
+The model groups them by the workload they configure (server, background
+services, migration, postgres, redis, proxy), like prefect-helm's values.
+Field names map to keys through ``to_camel``: ``api.wait_timeout`` is
+``prefect-ha:api.waitTimeout``.
+"""
+
+from __future__ import annotations
+
+import re
+from typing import Any, Mapping
+from urllib.parse import urlsplit
+
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
+from pydantic.alias_generators import to_camel
+
+PROJECT = "prefect-ha"
+
+# Each Prefect process may hold a pool of 5 plus an overflow of 10 connections.
+CONNECTIONS_PER_PREFECT_PROCESS = 15
+# Postgres keeps 3 for superusers; the rest of the margin is for psql sessions,
+# pg_isready and the one-shot migration job.
+POSTGRES_CONNECTION_MARGIN = 20
+POSTGRES_DEFAULT_MAX_CONNECTIONS = 100
+POSTGRES_MIN_MAJOR = 14
+REDIS_MIN_MAJOR = 7
+
+_IMAGE_RE = re.compile(r"^(?P<repo>[a-z0-9][a-z0-9._/:-]*?)(?::(?P<tag>[A-Za-z0-9_][A-Za-z0-9_.-]{0,127}))?(?:@(?P<digest>sha256:[0-9a-f]{64}))?$")
+_SIZE_RE = re.compile(r"^[1-9][0-9]*[kmg]$")
+_NAME_RE = re.compile(r"^[a-z0-9][a-z0-9_.-]*$")
+
+
+class ConfigError(Exception):
+    """Bad stack configuration: one line per problem, each naming the key."""
+
+    def __init__(self, problems: list[str]):
+        self.problems = problems
+        super().__init__(
+            "invalid stack configuration:\n" + "\n".join(f"  - {p}" for p in problems)
+        )
+
+
+def image_tag(image: str) -> str | None:
+    match = _IMAGE_RE.match(image)
+    return match.group("tag") if match else None
+
+
+def _check_pinned_image(image: str) -> str:
+    """Images must be pinned: a tag other than latest, or a digest."""
+    match = _IMAGE_RE.match(image)
+    if not match:
+        raise ValueError(f"is not a Docker image reference, got {image!r}")
+    tag, digest = match.group("tag"), match.group("digest")
+    if digest is None and (tag is None or tag == "latest" or tag.endswith("-latest")):
+        raise ValueError(
+            f"must be pinned to a version tag or digest (not latest or untagged), got {image!r}"
+        )
+    return image
+
+
+def _leading_major(image: str) -> int | None:
+    tag = image_tag(image)
+    found = re.match(r"^(\d+)", tag or "")
+    return int(found.group(1)) if found else None
+
+
+class _Group(BaseModel):
+    model_config = ConfigDict(
+        alias_generator=to_camel,
+        populate_by_name=True,
+        extra="forbid",
+        frozen=True,
+    )
+
+
+class PrefectConfig(_Group):
+    image: str = Field(
+        "prefecthq/prefect:3.8.8-python3.12",
+        description="Prefect image for the migration job, API replicas and background services; pinned tag.",
+    )
+    log_level: str = Field("INFO", description="Prefect server log level.")
+
+    _image = field_validator("image")(classmethod(lambda cls, v: _check_pinned_image(v)))
+
+    @field_validator("log_level")
+    @classmethod
+    def _log_level(cls, value: str) -> str:
+        allowed = ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")
+        if value.upper() not in allowed:
+            raise ValueError(f"must be one of {', '.join(allowed)}, got {value!r}")
+        return value.upper()
+
+
+class ApiConfig(_Group):
+    replicas: int = Field(1, description="Number of API server containers behind nginx.")
+    keepalive_timeout: int = Field(
+        75,
+        description="Seconds the API keeps idle HTTP connections; above nginx's upstream keepalive_timeout (60 s).",
+    )
+
+    @field_validator("replicas")
+    @classmethod
+    def _replicas(cls, value: int) -> int:
+        if value < 1:
+            raise ValueError(f"must be >= 1, got {value}")
+        if value > 20:
+            raise ValueError(f"must be <= 20, got {value}")
+        return value
+
+    @field_validator("keepalive_timeout")
+    @classmethod
+    def _keepalive(cls, value: int) -> int:
+        if value <= 60:
+            raise ValueError(
+                f"must be > 60 seconds (nginx keeps upstream connections 60 s), got {value}"
+            )
+        return value
+
+
+class ServicesConfig(_Group):
+    replicas: int = Field(
+        1,
+        description="Number of background-services containers (schedulers, triggers); more than one needs Prefect >= 3.6.6.",
+    )
+
+    @field_validator("replicas")
+    @classmethod
+    def _replicas(cls, value: int) -> int:
+        if value < 1:
+            raise ValueError(f"must be >= 1, got {value}")
+        if value > 5:
+            raise ValueError(f"must be <= 5, got {value}")
+        return value
+
+
+class MigrationConfig(_Group):
+    database_timeout: int = Field(
+        600,
+        description="Seconds a migration statement may take (PREFECT_SERVER_DATABASE_TIMEOUT); large tables need minutes.",
+    )
+
+    @field_validator("database_timeout")
+    @classmethod
+    def _timeout(cls, value: int) -> int:
+        if value < 1:
+            raise ValueError(f"must be >= 1 second, got {value}")
+        return value
+
+
+class PostgresConfig(_Group):
+    image: str = Field("postgres:16.6", description="Postgres image; tag starts with the major version (>= 14).")
+    user: str = Field("prefect", description="Postgres role Prefect connects as.")
+    database: str = Field("prefect", description="Postgres database name.")
+    host_port: int = Field(0, description="Host port to publish Postgres on; 0 keeps it private to the network.")
+    max_connections: int = Field(
+        0,
+        description="Postgres max_connections; 0 sizes it from the replica counts (at least 100).",
+    )
+    retain_volume: bool = Field(
+        True, description="Keep the data volume when the stack is destroyed."
+    )
+
+    @field_validator("image")
+    @classmethod
+    def _image(cls, value: str) -> str:
+        _check_pinned_image(value)
+        major = _leading_major(value)
+        if major is None:
+            raise ValueError(
+                f"tag must start with the Postgres major version (e.g. postgres:16.6), got {value!r}"
+            )
+        if major < POSTGRES_MIN_MAJOR:
+            raise ValueError(
+                f"Postgres major must be >= {POSTGRES_MIN_MAJOR} (Prefect needs 14.9+), got {major} in {value!r}"
+            )
+        return value
+
+    @field_validator("user", "database")
+    @classmethod
+    def _identifier(cls, value: str) -> str:
+        if not re.fullmatch(r"[a-z_][a-z0-9_]{0,62}", value):
+            raise ValueError(
+                f"must be a lower-case Postgres identifier (letters, digits, _), got {value!r}"
+            )
+        return value
+
+    @field_validator("max_connections")
+    @classmethod
+    def _max_connections(cls, value: int) -> int:
+        if value != 0 and value < 20:
+            raise ValueError(f"must be 0 (sized automatically) or >= 20, got {value}")
+        return value
+
+    @property
+    def major(self) -> int:
+        major = _leading_major(self.image)
+        assert major is not None  # guaranteed by the validator
+        return major
+
+
+class RedisConfig(_Group):
+    image: str = Field("redis:7.4.1", description="Redis image; tag starts with the major version (>= 7).")
+    host_port: int = Field(0, description="Host port to publish Redis on; 0 keeps it private to the network.")
+
+    @field_validator("image")
+    @classmethod
+    def _image(cls, value: str) -> str:
+        _check_pinned_image(value)
+        major = _leading_major(value)
+        if major is None or major < REDIS_MIN_MAJOR:
+            raise ValueError(
+                f"must be Redis >= {REDIS_MIN_MAJOR} with the major version leading the tag, got {value!r}"
+            )
+        return value
+
+
+class ProxyConfig(_Group):
+    image: str = Field("nginx:1.27.3", description="nginx image in front of the API replicas; pinned tag.")
+    port: int = Field(4200, description="Host port nginx publishes.")
+    public_url: str = Field(
+        "http://localhost:4200",
+        description="URL users and browsers reach nginx at; the UI is told to call <publicUrl>/api.",
+    )
+    client_max_body_size: str = Field(
+        "10m", description="Largest request body nginx accepts (events are up to 1.5 MB)."
+    )
+
+    _image = field_validator("image")(classmethod(lambda cls, v: _check_pinned_image(v)))
+
+    @field_validator("public_url")
+    @classmethod
+    def _public_url(cls, value: str) -> str:
+        parts = urlsplit(value)
+        if parts.scheme not in ("http", "https") or not parts.hostname:
+            raise ValueError(f"must be an http(s) URL such as http://prefect.example.com, got {value!r}")
+        if parts.query or parts.fragment or parts.username or parts.password:
+            raise ValueError(f"must not carry credentials, a query or a fragment, got {value!r}")
+        if parts.hostname in ("0.0.0.0", "::"):
+            raise ValueError(
+                f"must be an address browsers can reach, not a wildcard bind address, got {value!r}"
+            )
+        return value.rstrip("/")
+
+    @field_validator("client_max_body_size")
+    @classmethod
+    def _body_size(cls, value: str) -> str:
+        if not _SIZE_RE.match(value.lower()):
+            raise ValueError(f"must be an nginx size such as 10m, got {value!r}")
+        return value.lower()
+
+
+class LoggingConfig(_Group):
+    max_size: str = Field("10m", description="json-file log max-size per container.")
+    max_file: int = Field(3, description="json-file log files kept per container.")
+
+    @field_validator("max_size")
+    @classmethod
+    def _max_size(cls, value: str) -> str:
+        if not _SIZE_RE.match(value.lower()):
+            raise ValueError(f"must be a size such as 10m, got {value!r}")
+        return value.lower()
+
+    @field_validator("max_file")
+    @classmethod
+    def _max_file(cls, value: int) -> int:
+        if value < 1:
+            raise ValueError(f"must be >= 1, got {value}")
+        return value
+
+
+class StackConfig(_Group):
+    """Everything a stack can set; see Pulumi.yaml for the declared keys."""
+
+    name_prefix: str = Field(
+        "",
+        description="Prefix of container, network and volume names; empty means prefect-ha-<stack>.",
+    )
+    timezone: str = Field("UTC", description="TZ of every container.")
+    wait_timeout: int = Field(
+        300, description="Seconds pulumi waits for a container to become healthy."
+    )
+    prefect: PrefectConfig = PrefectConfig()
+    api: ApiConfig = ApiConfig()
+    services: ServicesConfig = ServicesConfig()
+    migration: MigrationConfig = MigrationConfig()
+    postgres: PostgresConfig = PostgresConfig()
+    redis: RedisConfig = RedisConfig()
+    proxy: ProxyConfig = ProxyConfig()
+    logging: LoggingConfig = LoggingConfig()
+
+    @field_validator("name_prefix")
+    @classmethod
+    def _name_prefix(cls, value: str) -> str:
+        if value and not _NAME_RE.match(value):
+            raise ValueError(
+                f"must be lower-case letters, digits, '.', '_' or '-', got {value!r}"
+            )
+        return value
+
+    @field_validator("timezone")
+    @classmethod
+    def _timezone(cls, value: str) -> str:
+        if not re.fullmatch(r"[A-Za-z0-9_+\-/]+", value):
+            raise ValueError(f"must be a tz database name such as Europe/Berlin, got {value!r}")
+        return value
+
+    @field_validator("wait_timeout")
+    @classmethod
+    def _wait_timeout(cls, value: int) -> int:
+        if value < 10:
+            raise ValueError(f"must be >= 10 seconds, got {value}")
+        return value
+
+    @model_validator(mode="after")
+    def _cross_checks(self) -> "StackConfig":
+        problems = []
+        ports = {
+            "proxy.port": self.proxy.port,
+            "postgres.hostPort": self.postgres.host_port,
+            "redis.hostPort": self.redis.host_port,
+        }
+        for key, port in ports.items():
+            optional = key != "proxy.port"
+            if (optional and port == 0):
+                continue
+            if not 1 <= port <= 65535:
+                allowed = "0 (not published) or 1-65535" if optional else "1-65535"
+                problems.append(f"{key} must be {allowed}, got {port}")
+        published = [(k, p) for k, p in ports.items() if p]
+        seen: dict[int, str] = {}
+        for key, port in published:
+            if port in seen:
+                problems.append(f"{key} and {seen[port]} both publish host port {port}")
+            seen[port] = key
+        if self.postgres.max_connections and self.postgres.max_connections < self.required_connections:
+            problems.append(
+                f"postgres.maxConnections must be >= {self.required_connections} for "
+                f"{self.api.replicas} API + {self.services.replicas} services replicas "
+                f"({CONNECTIONS_PER_PREFECT_PROCESS} connections each plus a margin of "
+                f"{POSTGRES_CONNECTION_MARGIN}), got {self.postgres.max_connections}; "
+                f"raise it or set 0 to size it automatically"
+            )
+        if problems:
+            raise ValueError("; ".join(problems))
+        return self
+
+    @property
+    def prefect_processes(self) -> int:
+        return self.api.replicas + self.services.replicas
+
+    @property
+    def required_connections(self) -> int:
+        return self.prefect_processes * CONNECTIONS_PER_PREFECT_PROCESS + POSTGRES_CONNECTION_MARGIN
+
+    @property
+    def postgres_max_connections(self) -> int:
+        """max_connections handed to Postgres: configured, or sized from the replicas."""
+        if self.postgres.max_connections:
+            return self.postgres.max_connections
+        return max(POSTGRES_DEFAULT_MAX_CONNECTIONS, self.required_connections)
+
+    def prefix(self, stack: str) -> str:
+        return self.name_prefix or f"{PROJECT}-{stack}"
+
+
+def config_keys(model: type[BaseModel] = StackConfig, prefix: str = "") -> dict[str, Any]:
+    """Every Pulumi config key the model reads, with its field: ``{"api.replicas": field}``."""
+    keys: dict[str, Any] = {}
+    for name, field in model.model_fields.items():
+        key = prefix + to_camel(name)
+        annotation = field.annotation
+        if isinstance(annotation, type) and issubclass(annotation, BaseModel):
+            keys.update(config_keys(annotation, key + "."))
+        else:
+            keys[key] = field
+    return keys
+
+
+def _format_error(error: Mapping[str, Any], raw: Mapping[str, Any]) -> list[str]:
+    loc = ".".join(to_camel(str(part)) for part in error["loc"] if part != "__root__")
+    message = error["msg"].removeprefix("Value error, ")
+    if error["type"] == "extra_forbidden":
+        return [f"{loc} is not a known setting of {PROJECT}; see Pulumi.yaml for the keys"]
+    if not loc:
+        return message.split("; ")
+    if error["type"].endswith("_parsing") or error["type"].endswith("_type"):
+        return [f"{loc} {message.lower()}, got {error.get('input')!r}"]
+    return [f"{loc} {message}"]
+
+
+def load_config(raw: Mapping[str, Any]) -> StackConfig:
+    """Build the model from flat dotted keys (``{"api.replicas": "3"}``).
+
+    Raises ConfigError listing every problem, each naming the key, the value
+    and what is allowed.
+    """
+    known = config_keys()
+    unknown = sorted(k for k in raw if k not in known)
+    nested: dict[str, Any] = {}
+    for key, value in raw.items():
+        if key not in known:
+            continue
+        node = nested
+        *groups, leaf = key.split(".")
+        for group in groups:
+            node = node.setdefault(group, {})
+        node[leaf] = value
+    problems = [f"{k} is not a known setting of {PROJECT}; see Pulumi.yaml for the keys" for k in unknown]
+    try:
+        config = StackConfig.model_validate(nested)
+    except ValidationError as err:
+        for error in err.errors():
+            problems.extend(_format_error(error, raw))
+        raise ConfigError(problems) from None
+    if problems:
+        raise ConfigError(problems)
+    return config

@@ -1,0 +1,80 @@
+"""Container settings every component shares: healthchecks, logs, labels, options."""
+
+from __future__ import annotations
+
+from typing import Sequence
+
+import pulumi
+import pulumi_docker as docker
+
+from .config import StackConfig
+
+LABEL_PREFIX = "prefect-ha"
+
+
+def go_duration(seconds: int) -> str:
+    """Durations as Go prints them, as the provider reads them back: 5s, 1m0s, 1h0m0s.
+
+    Any other spelling (``60s``) shows a diff on every preview.
+    """
+    if seconds < 0:
+        raise ValueError(f"duration must be >= 0, got {seconds}")
+    hours, rest = divmod(seconds, 3600)
+    minutes, secs = divmod(rest, 60)
+    if hours:
+        return f"{hours}h{minutes}m{secs}s"
+    if minutes:
+        return f"{minutes}m{secs}s"
+    return f"{secs}s"
+
+
+def healthcheck(
+    test: Sequence[str], *, interval: int, timeout: int, retries: int, start_period: int = 0
+) -> docker.ContainerHealthcheckArgs:
+    return docker.ContainerHealthcheckArgs(
+        tests=list(test),
+        interval=go_duration(interval),
+        timeout=go_duration(timeout),
+        retries=retries,
+        start_period=go_duration(start_period),
+    )
+
+
+def labels(stack: str, component: str, **extra: pulumi.Input[str]) -> list[docker.ContainerLabelArgs]:
+    values = {"stack": stack, "component": component, **extra}
+    return [
+        docker.ContainerLabelArgs(label=f"{LABEL_PREFIX}.{key}", value=value)
+        for key, value in values.items()
+    ]
+
+
+def log_args(config: StackConfig) -> dict:
+    return {
+        "log_driver": "json-file",
+        "log_opts": {
+            "max-size": config.logging.max_size,
+            "max-file": str(config.logging.max_file),
+        },
+    }
+
+
+def container_opts(parent: pulumi.Resource, *, depends_on: Sequence[pulumi.Resource] = ()) -> pulumi.ResourceOptions:
+    """Options for a container with a fixed name: never two at once, and a healthcheck
+    change replaces it because Docker cannot update one in place."""
+    return pulumi.ResourceOptions(
+        parent=parent,
+        depends_on=list(depends_on),
+        delete_before_replace=True,
+        replace_on_changes=["healthcheck"],
+    )
+
+
+def network_attachment(network: docker.Network, *aliases: str) -> list[docker.ContainerNetworksAdvancedArgs]:
+    return [docker.ContainerNetworksAdvancedArgs(name=network.name, aliases=list(aliases))]
+
+
+def published(internal: int, external: int) -> list[docker.ContainerPortArgs]:
+    """Host port mapping, or none when ``external`` is 0."""
+    if not external:
+        return []
+    return [docker.ContainerPortArgs(internal=internal, external=external)]

@@ -1,0 +1,85 @@
+"""The one-shot migration job, and the gate that holds back everything after it."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pulumi
+import pulumi_docker as docker
+
+from . import docker_common as dc
+from .config import StackConfig
+from .prefect_settings import Endpoints, server_env
+
+REGISTER_BLOCKS_SOURCE = Path(__file__).parent / "scripts" / "register_blocks.py"
+REGISTER_BLOCKS_PATH = "/opt/prefect-ha/register_blocks.py"
+COMMAND = [
+    "sh",
+    "-c",
+    f"prefect server database upgrade -y && python {REGISTER_BLOCKS_PATH}",
+]
+
+
+class MigrationFailed(pulumi.RunError):
+    """Stops `pulumi up` with the exit code and no traceback."""
+
+
+def check_exit_code(container_name: str, exit_code: int | None) -> int:
+    """compose's service_completed_successfully: exit 0 or the deployment stops.
+
+    pulumi-docker records a non-zero exit without failing the resource, so this
+    check is what turns it into an error.
+    """
+    if exit_code != 0:
+        raise MigrationFailed(
+            f"migration container {container_name} exited with code {exit_code}; "
+            f"no API replica or services container was created. "
+            f"Read its output with: docker logs {container_name}"
+        )
+    return exit_code
+
+
+class Migration(pulumi.ComponentResource):
+    container: docker.Container
+    succeeded: pulumi.Output[int]
+    """Resolves to 0 once the job has exited 0; raises otherwise. Dependents consume it."""
+
+    def __init__(
+        self,
+        name: str,
+        *,
+        config: StackConfig,
+        stack: str,
+        network: docker.Network,
+        endpoints: Endpoints,
+        opts: pulumi.ResourceOptions | None = None,
+    ):
+        super().__init__("prefect-ha:index:Migration", name, None, opts)
+        container_name = f"{config.prefix(stack)}-migrate"
+        self.container = docker.Container(
+            f"{name}-container",
+            name=container_name,
+            image=config.prefect.image,
+            command=COMMAND,
+            envs=server_env(config, endpoints, "migration"),
+            uploads=[
+                docker.ContainerUploadArgs(
+                    file=REGISTER_BLOCKS_PATH, content=REGISTER_BLOCKS_SOURCE.read_text()
+                )
+            ],
+            networks_advanced=dc.network_attachment(network),
+            # Run to completion during `pulumi up` and report the exit code; rm
+            # stays off because it breaks attach.
+            attach=True,
+            must_run=False,
+            rm=False,
+            logs=True,
+            restart="no",
+            labels=dc.labels(stack, "migration"),
+            **dc.log_args(config),
+            opts=dc.container_opts(self),
+        )
+        self.succeeded = self.container.exit_code.apply(
+            lambda code: check_exit_code(container_name, code)
+        )
+        self.register_outputs({"container_name": self.container.name, "exit_code": self.succeeded})

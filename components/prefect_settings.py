@@ -1,0 +1,104 @@
+"""Prefect settings as container environment: the one place their names are spelled.
+
+Canonical Prefect 3 names only (field notes); legacy aliases such as
+PREFECT_API_DATABASE_CONNECTION_URL are never emitted. Values that carry a
+password arrive as secret Outputs and keep the resulting ``K=V`` secret.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Literal
+
+import pulumi
+
+from .config import StackConfig
+
+Role = Literal["migration", "api", "services"]
+
+API_PORT = 4200
+POSTGRES_PORT = 5432
+REDIS_PORT = 6379
+# Redis databases: messaging, cache and cleanup queue share 0; Docket gets its own.
+REDIS_MESSAGING_DB = 0
+REDIS_DOCKET_DB = 1
+
+
+@dataclass(frozen=True)
+class Endpoints:
+    """Where Prefect finds its peers on the stack network, and the secret URLs."""
+
+    postgres_host: str
+    redis_host: str
+    database_url: pulumi.Output[str]  # secret, percent-encoded
+    docket_url: pulumi.Output[str]  # secret, percent-encoded
+    redis_password: pulumi.Output[str]  # secret
+
+
+def _env(name: str, value: object) -> pulumi.Input[str]:
+    if isinstance(value, pulumi.Output):
+        return value.apply(lambda v: f"{name}={v}")
+    if isinstance(value, bool):
+        value = "true" if value else "false"
+    return f"{name}={value}"
+
+
+def _redis(ep: Endpoints) -> list[pulumi.Input[str]]:
+    """Events, logs, ordering, leases, Docket and the cleanup queue all on Redis.
+
+    The worker-channel cleanup queue has its own connection settings that do not
+    follow PREFECT_REDIS_MESSAGING_* and default to localhost, so both are set.
+    """
+    return [
+        _env("PREFECT_SERVER_EVENTS_MESSAGING_BROKER", "prefect_redis.messaging"),
+        _env("PREFECT_SERVER_EVENTS_MESSAGING_CACHE", "prefect_redis.messaging"),
+        _env("PREFECT_SERVER_EVENTS_CAUSAL_ORDERING", "prefect_redis.ordering"),
+        _env("PREFECT_SERVER_CONCURRENCY_LEASE_STORAGE", "prefect_redis.lease_storage"),
+        _env("PREFECT_SERVER_WORKER_CHANNEL_CLEANUP_QUEUE_STORAGE", "prefect_redis.cleanup_queue"),
+        _env("PREFECT_REDIS_MESSAGING_HOST", ep.redis_host),
+        _env("PREFECT_REDIS_MESSAGING_PORT", REDIS_PORT),
+        _env("PREFECT_REDIS_MESSAGING_DB", REDIS_MESSAGING_DB),
+        _env("PREFECT_REDIS_MESSAGING_PASSWORD", ep.redis_password),
+        _env("PREFECT_REDIS_WORKER_CLEANUP_QUEUE_HOST", ep.redis_host),
+        _env("PREFECT_REDIS_WORKER_CLEANUP_QUEUE_PORT", REDIS_PORT),
+        _env("PREFECT_REDIS_WORKER_CLEANUP_QUEUE_DB", REDIS_MESSAGING_DB),
+        _env("PREFECT_REDIS_WORKER_CLEANUP_QUEUE_PASSWORD", ep.redis_password),
+        _env("PREFECT_SERVER_DOCKET_URL", ep.docket_url),
+    ]
+
+
+def server_env(config: StackConfig, ep: Endpoints, role: Role) -> list[pulumi.Input[str]]:
+    """Environment of one Prefect server process of the given role."""
+    env: list[pulumi.Input[str]] = [
+        _env("TZ", config.timezone),
+        _env("PREFECT_SERVER_DATABASE_CONNECTION_URL", ep.database_url),
+        _env("PREFECT_SERVER_ANALYTICS_ENABLED", False),
+        _env("PREFECT_LOGGING_SERVER_LEVEL", config.prefect.log_level),
+    ]
+    if role == "migration":
+        env += [
+            _env("PREFECT_SERVER_DATABASE_TIMEOUT", config.migration.database_timeout),
+            _env("PREFECT_SERVER_DATABASE_MIGRATION_TIMEOUT", config.migration.database_timeout),
+        ]
+        return env
+    env += [
+        # Migrations and block registration run once, in the migration job:
+        # replicas starting together on a fresh database race on both.
+        _env("PREFECT_SERVER_DATABASE_MIGRATE_ON_START", False),
+        _env("PREFECT_SERVER_REGISTER_BLOCKS_ON_START", False),
+        *_redis(ep),
+    ]
+    if role == "api":
+        env += [
+            # The browser calls this; without it the UI is told 0.0.0.0 or 127.0.0.1.
+            _env("PREFECT_SERVER_UI_API_URL", f"{config.proxy.public_url}/api"),
+            _env("PREFECT_SERVER_API_KEEPALIVE_TIMEOUT", config.api.keepalive_timeout),
+        ]
+    else:
+        env.append(_env("PREFECT_SERVER_UI_ENABLED", False))
+    return env
+
+
+def client_env(api_url: str) -> dict[str, str]:
+    """What a Prefect client profile needs to talk to this stack."""
+    return {"PREFECT_API_URL": api_url}

@@ -1,0 +1,127 @@
+"""The whole Prefect HA stack, wired in startup order, and what users read back."""
+
+from __future__ import annotations
+
+from typing import Any, Mapping
+
+import pulumi
+
+from .api import SERVICE_ALIAS, ApiServer
+from .config import PROJECT, ConfigError, StackConfig, load_config
+from .migration import Migration
+from .network import StackNetwork
+from .postgres import HOST_ALIAS as POSTGRES_HOST, Postgres
+from .prefect_settings import API_PORT, POSTGRES_PORT, REDIS_DOCKET_DB, REDIS_PORT, Endpoints, client_env
+from .proxy import Proxy
+from .redis import HOST_ALIAS as REDIS_HOST, Redis
+from .secrets import StackSecrets
+from .services import BackgroundServices
+from .urls import postgres_url, redis_url
+
+
+class InvalidConfig(pulumi.RunError):
+    """Stops the program with the problems listed and no traceback."""
+
+
+def project_config() -> dict[str, Any]:
+    """This project's keys from the stack's config, without the namespace."""
+    from pulumi.runtime import config as runtime_config
+
+    prefix = f"{PROJECT}:"
+    values = runtime_config.CONFIG.get()
+    return {key[len(prefix):]: value for key, value in values.items() if key.startswith(prefix)}
+
+
+def read_stack_config(raw: Mapping[str, Any] | None = None) -> StackConfig:
+    try:
+        return load_config(project_config() if raw is None else raw)
+    except ConfigError as err:
+        raise InvalidConfig(str(err)) from None
+
+
+class PrefectHa(pulumi.ComponentResource):
+    """Postgres and Redis, then the migration, then API replicas and background
+    services, then nginx: each step waits for the previous one to be healthy or
+    to have completed successfully."""
+
+    def __init__(self, name: str, *, config: StackConfig, stack: str, opts: pulumi.ResourceOptions | None = None):
+        super().__init__("prefect-ha:index:PrefectHa", name, None, opts)
+        child = pulumi.ResourceOptions(parent=self)
+        prefix = config.prefix(stack)
+
+        self.secrets = StackSecrets(f"{name}-secrets", opts=child)
+        self.network = StackNetwork(f"{name}-network", physical_name=f"{prefix}-net", stack=stack, opts=child)
+        net = self.network.network
+        self.postgres = Postgres(
+            f"{name}-postgres", config=config, stack=stack, network=net,
+            password=self.secrets.postgres_password, opts=child,
+        )
+        self.redis = Redis(
+            f"{name}-redis", config=config, stack=stack, network=net,
+            password=self.secrets.redis_password, opts=child,
+        )
+        pg = config.postgres
+        self.endpoints = Endpoints(
+            postgres_host=POSTGRES_HOST,
+            redis_host=REDIS_HOST,
+            database_url=pulumi.Output.secret(
+                self.secrets.postgres_password.apply(
+                    lambda pw: postgres_url(pg.user, pw, POSTGRES_HOST, POSTGRES_PORT, pg.database)
+                )
+            ),
+            docket_url=pulumi.Output.secret(
+                self.secrets.redis_password.apply(
+                    lambda pw: redis_url(pw, REDIS_HOST, REDIS_PORT, REDIS_DOCKET_DB)
+                )
+            ),
+            redis_password=self.secrets.redis_password,
+        )
+        data_stores = [self.postgres.container, self.redis.container]
+        self.migration = Migration(
+            f"{name}-migration", config=config, stack=stack, network=net,
+            endpoints=self.endpoints,
+            opts=pulumi.ResourceOptions(parent=self, depends_on=data_stores),
+        )
+        # depends_on on a component does not reach its children, so the
+        # containers are handed over explicitly; the exit-code gate is an Output
+        # every dependent consumes.
+        after_migration = [*data_stores, self.migration.container]
+        self.api = ApiServer(
+            f"{name}-api", config=config, stack=stack, network=net, endpoints=self.endpoints,
+            migration_succeeded=self.migration.succeeded, depends_on=after_migration, opts=child,
+        )
+        self.services = BackgroundServices(
+            f"{name}-services", config=config, stack=stack, network=net, endpoints=self.endpoints,
+            migration_succeeded=self.migration.succeeded, depends_on=after_migration, opts=child,
+        )
+        self.proxy = Proxy(
+            f"{name}-proxy", config=config, stack=stack, network=net,
+            upstream_hosts=self.api.aliases, upstreams=self.api.replicas, opts=child,
+        )
+
+        public = config.proxy.public_url
+        self.api_url = f"{public}/api"
+        self.outputs: dict[str, Any] = {
+            "api_url": self.api_url,
+            "ui_url": f"{public}/",
+            "health_url": f"{public}/api/health",
+            "services": {
+                "network": net.name,
+                "postgres": f"{POSTGRES_HOST}:{POSTGRES_PORT}",
+                "redis": f"{REDIS_HOST}:{REDIS_PORT}",
+                "api": f"{SERVICE_ALIAS}:{API_PORT}",
+                "api_replicas": [f"{alias}:{API_PORT}" for alias in self.api.aliases],
+            },
+            "containers": {
+                "postgres": self.postgres.container.name,
+                "redis": self.redis.container.name,
+                "migration": self.migration.container.name,
+                "api": [c.name for c in self.api.replicas],
+                "services": [c.name for c in self.services.containers],
+                "proxy": self.proxy.container.name,
+            },
+            "postgres_volume": self.postgres.volume.name,
+            "client_env": pulumi.Output.secret(client_env(self.api_url)),
+        }
+        self.register_outputs(self.outputs)
+

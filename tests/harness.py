@@ -1,0 +1,205 @@
+"""Run the real Pulumi program in-process under Pulumi's mocks and record what it asks for.
+
+There is no Pulumi CLI on the machines this runs on, so ``__main__.py`` runs
+under ``pulumi.runtime.set_mocks`` with a monitor that keeps every resource
+registration request: type, name, inputs, parent, dependencies and options.
+``Mocks`` decides what each resource "returns"; the real-Docker test bed
+subclasses it to create the Docker objects for real.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import runpy
+import threading
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable
+
+import pulumi
+import yaml
+from google.protobuf import json_format
+from pulumi.runtime import mocks as pulumi_mocks
+from pulumi.runtime import rpc, settings
+from pulumi.runtime.stack import run_in_stack
+
+REPO = Path(__file__).resolve().parent.parent
+PROJECT = "prefect-ha"
+SECRET_SIG = rpc._special_sig_key  # "4dabf18193072939515e22adb298388d"
+SECRET_VALUE = rpc._special_secret_sig
+
+
+@dataclass
+class Registration:
+    """One resource registration request, in the order the program made it."""
+
+    seq: int
+    type: str
+    name: str
+    urn: str
+    parent: str
+    inputs: dict[str, Any]
+    raw_inputs: dict[str, Any]  # as serialized, secrets still wrapped
+    dependencies: list[str]
+    property_dependencies: dict[str, list[str]]
+    delete_before_replace: bool
+    replace_on_changes: list[str]
+    retain_on_delete: bool
+    protect: bool
+    custom: bool
+
+    def input_is_secret(self, key: str) -> bool:
+        value = self.raw_inputs.get(key)
+        return isinstance(value, dict) and value.get(SECRET_SIG) == SECRET_VALUE
+
+    def all_dependencies(self) -> set[str]:
+        deps = set(self.dependencies)
+        for urns in self.property_dependencies.values():
+            deps.update(urns)
+        return deps
+
+
+@dataclass
+class Run:
+    registrations: list[Registration]
+    outputs: dict[str, Any]  # stack outputs, secrets unwrapped
+    raw_outputs: dict[str, Any]  # stack outputs as serialized, secrets wrapped
+    error: BaseException | None = None
+
+    def of_type(self, type_: str) -> list[Registration]:
+        return [r for r in self.registrations if r.type == type_]
+
+    def named(self, name: str) -> Registration:
+        found = [r for r in self.registrations if r.name == name]
+        assert len(found) == 1, f"expected one resource named {name!r}, got {[r.name for r in found]}"
+        return found[0]
+
+    def containers(self) -> dict[str, Registration]:
+        """Docker containers keyed by their container name."""
+        return {r.inputs["name"]: r for r in self.of_type("docker:index/container:Container")}
+
+    def by_urn(self) -> dict[str, Registration]:
+        return {r.urn: r for r in self.registrations}
+
+    def output_is_secret(self, key: str) -> bool:
+        value = self.raw_outputs.get(key)
+        return isinstance(value, dict) and value.get(SECRET_SIG) == SECRET_VALUE
+
+
+class StackMocks(pulumi.runtime.Mocks):
+    """Plain mocks: containers 'exit' with the code given per container name."""
+
+    def __init__(self, exit_codes: dict[str, int] | None = None, password: str = "p@ss:/?#%& wörd+=!$*"):
+        self.exit_codes = exit_codes or {}
+        self.password = password
+
+    def new_resource(self, args: pulumi.runtime.MockResourceArgs):
+        state = dict(args.inputs)
+        if args.typ == "random:index/randomPassword:RandomPassword":
+            state["result"] = self.password
+        if args.typ == "docker:index/container:Container":
+            state["exit_code"] = self.exit_codes.get(args.inputs.get("name", ""), 0)
+        return f"{args.name}-id", state
+
+    def call(self, args: pulumi.runtime.MockCallArgs):
+        return {}
+
+
+class RecordingMonitor(pulumi_mocks.MockMonitor):
+    def __init__(self, mocks: pulumi.runtime.Mocks):
+        super().__init__(mocks)
+        self.registrations: list[Registration] = []
+        self.stack_outputs: dict[str, Any] = {}
+        self._lock = threading.Lock()
+
+    def RegisterResource(self, request):
+        response = super().RegisterResource(request)
+        raw = json_format.MessageToDict(request.object)
+        with self._lock:
+            self.registrations.append(
+                Registration(
+                    seq=len(self.registrations),
+                    type=request.type,
+                    name=request.name,
+                    urn=response.urn,
+                    parent=request.parent,
+                    inputs=_unwrap(raw),
+                    raw_inputs=raw,
+                    dependencies=list(request.dependencies),
+                    property_dependencies={
+                        key: list(deps.urns) for key, deps in request.propertyDependencies.items()
+                    },
+                    delete_before_replace=request.deleteBeforeReplace,
+                    replace_on_changes=list(request.replaceOnChanges),
+                    retain_on_delete=request.retainOnDelete,
+                    protect=request.protect,
+                    custom=request.custom,
+                )
+            )
+        return response
+
+    def RegisterResourceOutputs(self, request):
+        if request.urn.endswith(f"::{PROJECT}-{settings.get_stack()}") or "pulumi:pulumi:Stack" in request.urn:
+            self.stack_outputs = json_format.MessageToDict(request.outputs)
+        return super().RegisterResourceOutputs(request)
+
+
+def _unwrap(value: Any) -> Any:
+    if isinstance(value, dict):
+        if value.get(SECRET_SIG) == SECRET_VALUE:
+            return _unwrap(value.get("value"))
+        return {k: _unwrap(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_unwrap(v) for v in value]
+    return value
+
+
+def stack_config(stack: str, overrides: dict[str, Any] | None = None) -> dict[str, str]:
+    """The stack file's config as the CLI hands it to the program: flat, string-valued."""
+    path = REPO / f"Pulumi.{stack}.yaml"
+    values = dict((yaml.safe_load(path.read_text()) or {}).get("config") or {}) if path.exists() else {}
+    for key, value in (overrides or {}).items():
+        values[key if ":" in key else f"{PROJECT}:{key}"] = value
+    flat = {}
+    for key, value in values.items():
+        if isinstance(value, bool):
+            flat[key] = "true" if value else "false"
+        elif isinstance(value, (dict, list)):
+            flat[key] = json.dumps(value)
+        else:
+            flat[key] = str(value)
+    return flat
+
+
+def run_program(
+    stack: str = "dev",
+    overrides: dict[str, Any] | None = None,
+    mocks: pulumi.runtime.Mocks | None = None,
+    preview: bool = False,
+    program: Callable[[], Any] | None = None,
+) -> Run:
+    """Run ``__main__.py`` for ``stack`` under mocks; never raises for program errors."""
+    mocks = mocks or StackMocks()
+    monitor = RecordingMonitor(mocks)
+    loop = asyncio.new_event_loop()
+    asyncio.set_event_loop(loop)
+    error: BaseException | None = None
+    try:
+        pulumi.runtime.set_mocks(mocks, project=PROJECT, stack=stack, preview=preview, monitor=monitor)
+        # set_mocks installs a root stack of its own; run_in_stack makes the real one.
+        settings.set_root_resource(None)  # type: ignore[arg-type]
+        pulumi.runtime.set_all_config(stack_config(stack, overrides), [])
+        main = program or (lambda: runpy.run_path(str(REPO / "__main__.py"), run_name="__main__"))
+        loop.run_until_complete(run_in_stack(main))
+    except BaseException as err:  # noqa: BLE001 the tests inspect it
+        error = err
+    finally:
+        loop.close()
+        asyncio.set_event_loop(None)
+    return Run(
+        registrations=sorted(monitor.registrations, key=lambda r: r.seq),
+        outputs=_unwrap(monitor.stack_outputs),
+        raw_outputs=monitor.stack_outputs,
+        error=error,
+    )
