@@ -68,6 +68,15 @@ def _check_pinned_image(image: str) -> str:
     return image
 
 
+def _check_port(value: int, *, optional: bool) -> int:
+    if optional and value == 0:
+        return value
+    if not 1 <= value <= 65535:
+        allowed = "0 (not published) or 1-65535" if optional else "1-65535"
+        raise ValueError(f"must be {allowed}, got {value}")
+    return value
+
+
 def _leading_major(image: str) -> int | None:
     tag = image_tag(image)
     found = re.match(r"^(\d+)", tag or "")
@@ -194,6 +203,8 @@ class PostgresConfig(_Group):
             )
         return value
 
+    _host_port = field_validator("host_port")(classmethod(lambda cls, v: _check_port(v, optional=True)))
+
     @field_validator("max_connections")
     @classmethod
     def _max_connections(cls, value: int) -> int:
@@ -211,6 +222,8 @@ class PostgresConfig(_Group):
 class RedisConfig(_Group):
     image: str = Field("redis:7.4.1", description="Redis image; tag starts with the major version (>= 7).")
     host_port: int = Field(0, description="Host port to publish Redis on; 0 keeps it private to the network.")
+
+    _host_port = field_validator("host_port")(classmethod(lambda cls, v: _check_port(v, optional=True)))
 
     @field_validator("image")
     @classmethod
@@ -236,6 +249,7 @@ class ProxyConfig(_Group):
     )
 
     _image = field_validator("image")(classmethod(lambda cls, v: _check_pinned_image(v)))
+    _port = field_validator("port")(classmethod(lambda cls, v: _check_port(v, optional=False)))
 
     @field_validator("public_url")
     @classmethod
@@ -329,13 +343,6 @@ class StackConfig(_Group):
             "postgres.hostPort": self.postgres.host_port,
             "redis.hostPort": self.redis.host_port,
         }
-        for key, port in ports.items():
-            optional = key != "proxy.port"
-            if (optional and port == 0):
-                continue
-            if not 1 <= port <= 65535:
-                allowed = "0 (not published) or 1-65535" if optional else "1-65535"
-                problems.append(f"{key} must be {allowed}, got {port}")
         published = [(k, p) for k, p in ports.items() if p]
         seen: dict[int, str] = {}
         for key, port in published:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Sequence
 
 import pulumi
 import pulumi_docker as docker
@@ -30,13 +31,14 @@ def check_exit_code(container_name: str, exit_code: int | None) -> int:
     pulumi-docker records a non-zero exit without failing the resource, so this
     check is what turns it into an error.
     """
-    if exit_code != 0:
+    if exit_code is None or int(exit_code) != 0:
+        code = "unknown" if exit_code is None else int(exit_code)
         raise MigrationFailed(
-            f"migration container {container_name} exited with code {exit_code}; "
+            f"migration container {container_name} exited with code {code}; "
             f"no API replica or services container was created. "
             f"Read its output with: docker logs {container_name}"
         )
-    return exit_code
+    return int(exit_code)
 
 
 class Migration(pulumi.ComponentResource):
@@ -52,6 +54,7 @@ class Migration(pulumi.ComponentResource):
         stack: str,
         network: docker.Network,
         endpoints: Endpoints,
+        depends_on: Sequence[pulumi.Resource] = (),
         opts: pulumi.ResourceOptions | None = None,
     ):
         super().__init__("prefect-ha:index:Migration", name, None, opts)
@@ -77,7 +80,7 @@ class Migration(pulumi.ComponentResource):
             restart="no",
             labels=dc.labels(stack, "migration"),
             **dc.log_args(config),
-            opts=dc.container_opts(self),
+            opts=dc.container_opts(self, depends_on=depends_on),
         )
         self.succeeded = self.container.exit_code.apply(
             lambda code: check_exit_code(container_name, code)

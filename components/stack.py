@@ -79,8 +79,7 @@ class PrefectHa(pulumi.ComponentResource):
         data_stores = [self.postgres.container, self.redis.container]
         self.migration = Migration(
             f"{name}-migration", config=config, stack=stack, network=net,
-            endpoints=self.endpoints,
-            opts=pulumi.ResourceOptions(parent=self, depends_on=data_stores),
+            endpoints=self.endpoints, depends_on=data_stores, opts=child,
         )
         # depends_on on a component does not reach its children, so the
         # containers are handed over explicitly; the exit-code gate is an Output

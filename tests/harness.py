@@ -185,6 +185,7 @@ def run_program(
     loop = asyncio.new_event_loop()
     asyncio.set_event_loop(loop)
     error: BaseException | None = None
+    settings.SETTINGS.outputs.clear()
     try:
         pulumi.runtime.set_mocks(mocks, project=PROJECT, stack=stack, preview=preview, monitor=monitor)
         # set_mocks installs a root stack of its own; run_in_stack makes the real one.
@@ -195,6 +196,14 @@ def run_program(
     except BaseException as err:  # noqa: BLE001 the tests inspect it
         error = err
     finally:
+        # A failed run leaves tasks behind; cancel them so the next run starts clean.
+        pending = [t for t in asyncio.all_tasks(loop) if not t.done()]
+        for task in pending:
+            task.cancel()
+        if pending:
+            loop.run_until_complete(asyncio.gather(*pending, return_exceptions=True))
+        settings.SETTINGS.outputs.clear()
+        settings._get_rpc_manager().clear()
         loop.close()
         asyncio.set_event_loop(None)
     return Run(

@@ -1,0 +1,112 @@
+"""The config model: pure validation, no Pulumi runtime."""
+
+import pytest
+import yaml
+
+from components.config import (
+    CONNECTIONS_PER_PREFECT_PROCESS,
+    POSTGRES_CONNECTION_MARGIN,
+    ConfigError,
+    StackConfig,
+    config_keys,
+    load_config,
+)
+from conftest import REPO
+
+
+def problems(raw):
+    with pytest.raises(ConfigError) as err:
+        load_config(raw)
+    return err.value.problems
+
+
+def test_every_model_key_is_declared_in_pulumi_yaml_with_the_same_default():
+    declared = yaml.safe_load((REPO / "Pulumi.yaml").read_text())["config"]
+    keys = config_keys()
+    assert set(declared) == set(keys)
+    types = {int: "integer", bool: "boolean", str: "string"}
+    for key, field in keys.items():
+        assert declared[key]["type"] == types[field.annotation], key
+        assert declared[key]["default"] == field.default, key
+        assert declared[key]["description"] == field.description, key
+        assert field.description, f"{key} has no description"
+
+
+@pytest.mark.parametrize("stack", ["dev", "prod"])
+def test_shipped_stack_files_validate_and_hold_no_plaintext_secret(stack):
+    raw = yaml.safe_load((REPO / f"Pulumi.{stack}.yaml").read_text())["config"]
+    for key, value in raw.items():
+        assert key.startswith("prefect-ha:"), key
+        assert not isinstance(value, dict) or "secure" in value, f"{key} holds a structured plaintext value"
+        assert "password" not in key.lower() or "secure" in value, key
+    config = load_config({k.split(":", 1)[1]: str(v) for k, v in raw.items()})
+    if stack == "prod":
+        assert config.api.replicas == 3
+        assert config.postgres.host_port == 0 and config.redis.host_port == 0
+    else:
+        assert config.api.replicas == 1
+        assert config.postgres.host_port and config.redis.host_port
+
+
+def test_defaults_are_a_valid_config():
+    config = load_config({})
+    assert config == StackConfig()
+    assert config.prefix("dev") == "prefect-ha-dev"
+
+
+def test_values_arrive_as_strings_like_the_cli_gives_them():
+    config = load_config({"api.replicas": "3", "postgres.retainVolume": "false", "proxy.port": "8443"})
+    assert config.api.replicas == 3
+    assert config.postgres.retain_volume is False
+    assert config.proxy.port == 8443
+
+
+@pytest.mark.parametrize(
+    "raw, expected",
+    [
+        ({"api.replicas": "0"}, "api.replicas must be >= 1, got 0"),
+        ({"services.replicas": "0"}, "services.replicas must be >= 1, got 0"),
+        ({"api.replicas": "three"}, "api.replicas input should be a valid integer"),
+        ({"proxy.port": "70000"}, "proxy.port must be 1-65535, got 70000"),
+        ({"postgres.hostPort": "-1"}, "postgres.hostPort must be 0 (not published) or 1-65535, got -1"),
+        ({"postgres.image": "postgres:13.9"}, "postgres.image Postgres major must be >= 14"),
+        ({"postgres.image": "postgres"}, "postgres.image must be pinned to a version tag or digest"),
+        ({"prefect.image": "prefecthq/prefect:latest"}, "prefect.image must be pinned"),
+        ({"prefect.image": "prefecthq/prefect:3-latest"}, "prefect.image must be pinned"),
+        ({"proxy.image": "nginx"}, "proxy.image must be pinned"),
+        ({"redis.image": "redis:6.2"}, "redis.image must be Redis >= 7"),
+        ({"proxy.publicUrl": "ftp://example.com"}, "proxy.publicUrl must be an http(s) URL"),
+        ({"proxy.publicUrl": "http://0.0.0.0:4200"}, "not a wildcard bind address"),
+        ({"proxy.publicUrl": "localhost:4200"}, "proxy.publicUrl must be an http(s) URL"),
+        ({"postgres.user": "Pre fect"}, "postgres.user must be a lower-case Postgres identifier"),
+        ({"api.keepaliveTimeout": "5"}, "api.keepaliveTimeout must be > 60 seconds"),
+        ({"apiReplicas": "3"}, "apiReplicas is not a known setting of prefect-ha"),
+        ({"proxy.port": "5432", "postgres.hostPort": "5432"}, "both publish host port 5432"),
+    ],
+)
+def test_bad_values_name_the_key_the_value_and_what_is_allowed(raw, expected):
+    found = problems(raw)
+    assert any(expected in p for p in found), found
+
+
+def test_every_problem_is_reported_at_once():
+    found = problems({"api.replicas": "0", "proxy.port": "0", "redis.image": "redis"})
+    assert len(found) == 3, found
+
+
+def test_connection_budget_is_refused_when_max_connections_is_set_too_low():
+    found = problems({"api.replicas": "5", "services.replicas": "2", "postgres.maxConnections": "100"})
+    need = 7 * CONNECTIONS_PER_PREFECT_PROCESS + POSTGRES_CONNECTION_MARGIN
+    assert any(f"postgres.maxConnections must be >= {need}" in p and "got 100" in p for p in found), found
+
+
+def test_connection_budget_raises_max_connections_when_left_automatic():
+    small = load_config({"api.replicas": "1"})
+    assert small.postgres_max_connections == 100
+    big = load_config({"api.replicas": "8", "services.replicas": "2"})
+    assert big.postgres_max_connections == 10 * CONNECTIONS_PER_PREFECT_PROCESS + POSTGRES_CONNECTION_MARGIN
+    assert big.postgres_max_connections > 100
+
+
+def test_public_url_trailing_slash_is_dropped():
+    assert load_config({"proxy.publicUrl": "https://prefect.example.com/"}).proxy.public_url == "https://prefect.example.com"

@@ -1,0 +1,59 @@
+"""The migration job gates everything after it on its exit code."""
+
+import pulumi
+import pytest
+
+from components.migration import MigrationFailed, check_exit_code
+from harness import StackMocks, run_program
+
+
+@pytest.mark.parametrize("stack", ["dev", "prod"])
+def test_failed_migration_stops_the_deployment_before_any_replica(stack):
+    run = run_program(stack, mocks=StackMocks(exit_codes={f"prefect-ha-{stack}-migrate": 3}))
+    assert isinstance(run.error, MigrationFailed), repr(run.error)
+    assert isinstance(run.error, pulumi.RunError)
+    assert f"prefect-ha-{stack}-migrate exited with code 3" in str(run.error)
+    created = set(run.containers())
+    assert f"prefect-ha-{stack}-migrate" in created
+    assert not [n for n in created if "-api-" in n or "-services-" in n or n.endswith("-nginx")], created
+
+
+def test_successful_migration_lets_replicas_through():
+    run = run_program("prod", mocks=StackMocks(exit_codes={"prefect-ha-prod-migrate": 0}))
+    assert run.error is None
+    assert sum("-api-" in n for n in run.containers()) == 3
+
+
+def test_preview_does_not_run_the_gate():
+    run = run_program("prod", preview=True)
+    assert run.error is None
+
+
+@pytest.mark.parametrize("code, shown", [(1, "1"), (2.0, "2"), (137, "137"), (None, "unknown")])
+def test_check_exit_code_rejects_anything_but_zero(code, shown):
+    with pytest.raises(MigrationFailed, match=f"exited with code {shown};"):
+        check_exit_code("m", code)
+    assert check_exit_code("m", 0) == 0
+
+
+def test_migration_registers_blocks_once_and_replicas_do_not(stack_run):
+    _, run = stack_run
+    c = run.containers()
+    migrate = next(r for n, r in c.items() if n.endswith("-migrate"))
+    assert "register_blocks.py" in migrate.inputs["command"][-1]
+    upload = migrate.inputs["uploads"][0]
+    assert "run_block_auto_registration" in upload["content"]
+    assert migrate.inputs["command"][-1].index("database upgrade") < migrate.inputs["command"][-1].index("register_blocks")
+    env = dict(e.split("=", 1) for e in migrate.inputs["envs"])
+    assert env["PREFECT_SERVER_DATABASE_TIMEOUT"] == "600"
+    for name, r in c.items():
+        if "-api-" in name or "-services-" in name:
+            env = dict(e.split("=", 1) for e in r.inputs["envs"])
+            assert env["PREFECT_SERVER_REGISTER_BLOCKS_ON_START"] == "false", name
+            assert env["PREFECT_SERVER_DATABASE_MIGRATE_ON_START"] == "false", name
+
+
+def test_database_timeout_is_configurable():
+    run = run_program("dev", {"migration.databaseTimeout": 1200})
+    migrate = run.containers()["prefect-ha-dev-migrate"]
+    assert "PREFECT_SERVER_DATABASE_TIMEOUT=1200" in migrate.inputs["envs"]

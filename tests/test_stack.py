@@ -1,0 +1,195 @@
+"""The whole program under mocks, for both shipped stack files: resources, options, graph, outputs."""
+
+import re
+
+import pytest
+
+from components.docker_common import go_duration
+from harness import run_program
+
+CONTAINER = "docker:index/container:Container"
+
+
+def names(run):
+    return set(run.containers())
+
+
+def test_every_resource_is_parented_and_of_the_expected_type(stack_run):
+    stack, run = stack_run
+    replicas = 3 if stack == "prod" else 1
+    prefix = f"prefect-ha-{stack}"
+    assert names(run) == {
+        f"{prefix}-postgres", f"{prefix}-redis", f"{prefix}-migrate", f"{prefix}-services-1", f"{prefix}-nginx",
+        *(f"{prefix}-api-{i}" for i in range(1, replicas + 1)),
+    }
+    counts = {}
+    for r in run.registrations:
+        counts[r.type] = counts.get(r.type, 0) + 1
+    assert counts["docker:index/network:Network"] == 1
+    assert counts["docker:index/volume:Volume"] == 2
+    assert counts["random:index/randomPassword:RandomPassword"] == 2
+    for token in ("PrefectHa", "StackSecrets", "StackNetwork", "Postgres", "Redis", "Migration", "ApiServer",
+                  "BackgroundServices", "Proxy"):
+        assert counts[f"prefect-ha:index:{token}"] == 1, token
+    stack_urn = [r.urn for r in run.registrations if r.type == "pulumi:pulumi:Stack"]
+    for r in run.registrations:
+        if r.type.startswith("pulumi:pulumi:Stack") or r.type == "prefect-ha:index:PrefectHa":
+            continue
+        assert r.parent and r.parent not in stack_urn, f"{r.name} is not parented to a component"
+
+
+def test_key_container_inputs(stack_run):
+    stack, run = stack_run
+    c = run.containers()
+    prefix = f"prefect-ha-{stack}"
+    assert c[f"{prefix}-postgres"].inputs["image"] == "postgres:16.6"
+    assert c[f"{prefix}-postgres"].inputs["command"][:2] == ["postgres", "-c"]
+    assert c[f"{prefix}-redis"].inputs["command"] == ["redis-server", "/usr/local/etc/redis/redis.conf"]
+    assert c[f"{prefix}-api-1"].inputs["command"] == [
+        "prefect", "server", "start", "--host", "0.0.0.0", "--port", "4200", "--no-services"]
+    assert c[f"{prefix}-services-1"].inputs["command"] == ["prefect", "server", "services", "start"]
+    migrate = c[f"{prefix}-migrate"].inputs
+    assert "prefect server database upgrade -y" in migrate["command"][-1]
+    assert migrate["attach"] is True and migrate["mustRun"] is False and migrate["rm"] is False
+    for name, r in c.items():
+        assert r.inputs["logDriver"] == "json-file", name
+        assert r.inputs["logOpts"] == {"max-size": "10m", "max-file": "3"}, name
+        assert r.inputs["networksAdvanced"][0]["name"] == f"{prefix}-net", name
+        if name.endswith("-migrate"):
+            assert r.inputs["restart"] == "no"
+        else:
+            assert r.inputs["restart"] == "unless-stopped", name
+    aliases = {n: r.inputs["networksAdvanced"][0].get("aliases", []) for n, r in c.items()}
+    assert aliases[f"{prefix}-postgres"] == ["postgres"]
+    assert aliases[f"{prefix}-redis"] == ["redis"]
+    assert aliases[f"{prefix}-api-1"] == ["prefect-api-1", "prefect-api"]
+
+
+def test_waits_healthchecks_and_replacement_options(stack_run):
+    _, run = stack_run
+    for name, r in run.containers().items():
+        assert r.delete_before_replace, f"{name}: fixed name needs delete_before_replace"
+        hc = r.inputs.get("healthcheck")
+        if name.endswith(("-migrate", "-services-1")):
+            assert not r.inputs.get("wait"), name
+            continue
+        assert r.inputs["wait"] is True and r.inputs["waitTimeout"] == 300, name
+        assert hc and hc["tests"], f"{name} waits without a healthcheck"
+        assert "healthcheck" in r.replace_on_changes, name
+        for key in ("interval", "timeout", "startPeriod"):
+            assert re.fullmatch(r"(\d+h)?(\d+m)?\d+s", hc[key]), f"{name} {key}={hc[key]} is not a Go duration"
+    api = next(r for n, r in run.containers().items() if "-api-1" in n)
+    assert "curl" not in " ".join(api.inputs["healthcheck"]["tests"]), "the Prefect image has no curl"
+    assert "/api/health" in " ".join(api.inputs["healthcheck"]["tests"])
+    pg = next(r for n, r in run.containers().items() if n.endswith("-postgres"))
+    assert "pg_isready" in " ".join(pg.inputs["healthcheck"]["tests"])
+    redis = next(r for n, r in run.containers().items() if n.endswith("-redis"))
+    assert "redis-cli" in " ".join(redis.inputs["healthcheck"]["tests"])
+    assert any(e.startswith("REDISCLI_AUTH=") for e in redis.inputs["envs"])
+
+
+@pytest.mark.parametrize("seconds, text", [(0, "0s"), (5, "5s"), (60, "1m0s"), (90, "1m30s"), (3600, "1h0m0s")])
+def test_go_durations(seconds, text):
+    assert go_duration(seconds) == text
+
+
+def test_postgres_volume_survives_destroy_unless_opted_out(stack_run):
+    _, run = stack_run
+    volume = run.named("prefect-postgres-data")
+    assert volume.retain_on_delete
+    container = next(r for n, r in run.containers().items() if n.endswith("-postgres"))
+    assert container.inputs["volumes"][0]["volumeName"] == volume.inputs["name"]
+    opted_out = run_program("dev", {"postgres.retainVolume": False})
+    assert not opted_out.named("prefect-postgres-data").retain_on_delete
+
+
+def test_host_ports(stack_run):
+    stack, run = stack_run
+    c = run.containers()
+    published = {n: [p["external"] for p in r.inputs.get("ports", [])] for n, r in c.items()}
+    prefix = f"prefect-ha-{stack}"
+    assert published[f"{prefix}-nginx"] == [4200]
+    if stack == "prod":
+        assert published[f"{prefix}-postgres"] == [] and published[f"{prefix}-redis"] == []
+    else:
+        assert published[f"{prefix}-postgres"] == [15432] and published[f"{prefix}-redis"] == [16379]
+    for name in published:
+        if not name.endswith(("-nginx", "-postgres", "-redis")):
+            assert published[name] == [], name
+
+
+def test_dependency_graph_gives_compose_startup_order(stack_run):
+    stack, run = stack_run
+    c = run.containers()
+    prefix = f"prefect-ha-{stack}"
+    urn = {name: r.urn for name, r in c.items()}
+    deps = {name: r.all_dependencies() for name, r in c.items()}
+    api = [n for n in c if "-api-" in n]
+    services = [n for n in c if "-services-" in n]
+    data = {urn[f"{prefix}-postgres"], urn[f"{prefix}-redis"]}
+    assert data <= deps[f"{prefix}-migrate"]
+    for name in api + services:
+        assert urn[f"{prefix}-migrate"] in deps[name], f"{name} does not wait for the migration"
+        assert data <= deps[name], name
+        # The exit-code gate is an Output the replica consumes, not just an ordering hint.
+        assert urn[f"{prefix}-migrate"] in run.containers()[name].property_dependencies.get("labels", []), name
+    for name in api:
+        others = {urn[o] for o in api if o != name}
+        assert not deps[name] & others, f"{name} waits on another replica"
+    assert {urn[n] for n in api} <= deps[f"{prefix}-nginx"]
+    # Registration order under mocks follows the graph: nothing after the migration
+    # is registered before it.
+    seq = {name: r.seq for name, r in c.items()}
+    assert all(seq[n] > seq[f"{prefix}-migrate"] for n in api + services)
+    assert seq[f"{prefix}-nginx"] > max(seq[n] for n in api)
+
+
+def test_nginx_is_replaced_when_a_replica_is(stack_run):
+    _, run = stack_run
+    nginx = next(r for n, r in run.containers().items() if n.endswith("-nginx"))
+    labels = {l["label"]: l["value"] for l in nginx.inputs["labels"]}
+    replica_ids = sorted(f"prefect-api-{i}-id" for i in range(1, len([n for n in run.containers() if "-api-" in n]) + 1))
+    assert labels["prefect-ha.upstreams"].split(",") == replica_ids
+
+
+def test_outputs(stack_run):
+    stack, run = stack_run
+    public = "http://localhost:4200" if stack == "dev" else "http://prefect.example.internal:4200"
+    out = run.outputs
+    assert out["api_url"] == f"{public}/api"
+    assert out["ui_url"] == f"{public}/"
+    assert out["health_url"] == f"{public}/api/health"
+    assert out["client_env"] == {"PREFECT_API_URL": f"{public}/api"}
+    assert run.output_is_secret("client_env")
+    assert out["services"]["postgres"] == "postgres:5432"
+    assert out["services"]["network"] == f"prefect-ha-{stack}-net"
+    assert len(out["containers"]["api"]) == (3 if stack == "prod" else 1)
+
+
+def test_name_prefix_lets_two_stacks_share_a_host():
+    run = run_program("dev", {"namePrefix": "team-a"})
+    assert run.error is None
+    assert all(name.startswith("team-a-") for name in run.containers())
+
+
+def test_scaling_replicas_adds_containers_and_upstreams():
+    run = run_program("prod", {"api.replicas": 5, "services.replicas": 2})
+    assert run.error is None
+    c = run.containers()
+    assert sum("-api-" in n for n in c) == 5 and sum("-services-" in n for n in c) == 2
+    nginx = c["prefect-ha-prod-nginx"].inputs["uploads"][0]["content"]
+    assert all(f"server prefect-api-{i}:4200" in nginx for i in range(1, 6))
+    pg = c["prefect-ha-prod-postgres"].inputs["command"]
+    assert pg == ["postgres", "-c", "max_connections=125"]
+
+
+def test_bad_config_stops_before_any_resource_with_a_clean_error():
+    import pulumi
+
+    run = run_program("prod", {"api.replicas": 0, "proxy.publicUrl": "localhost"})
+    assert isinstance(run.error, pulumi.RunError), repr(run.error)
+    message = str(run.error)
+    assert "api.replicas must be >= 1, got 0" in message
+    assert "proxy.publicUrl must be an http(s) URL" in message
+    assert "Traceback" not in message
+    assert [r.type for r in run.registrations if r.type != "pulumi:pulumi:Stack"] == []
