@@ -155,7 +155,7 @@ class ServicesConfig(_Group):
 class MigrationConfig(_Group):
     database_timeout: int = Field(
         600,
-        description="Seconds a migration statement may take (PREFECT_SERVER_DATABASE_TIMEOUT); large tables need minutes.",
+        description="Seconds a migration statement may take (Prefect's database timeout, migration job only); large tables need minutes.",
     )
 
     @field_validator("database_timeout")

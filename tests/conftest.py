@@ -4,7 +4,7 @@ from pathlib import Path
 import pytest
 
 REPO = Path(__file__).resolve().parent.parent
-for path in (REPO, REPO / "tests"):
+for path in (REPO, REPO / "tests", REPO / "tests" / "e2e"):
     if str(path) not in sys.path:
         sys.path.insert(0, str(path))
 

@@ -99,7 +99,7 @@ class StackMocks(pulumi.runtime.Mocks):
         if args.typ == "random:index/randomPassword:RandomPassword":
             state["result"] = self.password
         if args.typ == "docker:index/container:Container":
-            state["exit_code"] = self.exit_codes.get(args.inputs.get("name", ""), 0)
+            state["exitCode"] = self.exit_codes.get(args.inputs.get("name", ""), 0)
         return f"{args.name}-id", state
 
     def call(self, args: pulumi.runtime.MockCallArgs):

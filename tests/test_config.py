@@ -11,7 +11,7 @@ from components.config import (
     config_keys,
     load_config,
 )
-from conftest import REPO
+from harness import REPO
 
 
 def problems(raw):

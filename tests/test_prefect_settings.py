@@ -4,7 +4,7 @@ import re
 
 import pytest
 
-from conftest import REPO
+from harness import REPO
 
 SETTING = re.compile(r"\bPREFECT_[A-Z0-9_]+\b")
 LEGACY = {"PREFECT_API_DATABASE_CONNECTION_URL", "PREFECT_MESSAGING_BROKER", "PREFECT_MESSAGING_CACHE",

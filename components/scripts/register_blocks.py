@@ -1,6 +1,6 @@
 """Register Prefect's block types once, right after the migration.
 
-API replicas start with PREFECT_SERVER_REGISTER_BLOCKS_ON_START=false: when
+API replicas start with block registration switched off: when
 several of them register blocks on a fresh database at once they race on the
 unique block-type slug and some exit. This runs the same registration the
 server's startup would, in the one-shot migration container.
