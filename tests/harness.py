@@ -13,7 +13,7 @@ import asyncio
 import json
 import runpy
 import threading
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable
 

@@ -101,10 +101,31 @@ def test_upstream_balances_over_every_replica_with_passive_health(prod_conf):
 def test_websocket_endpoints_get_long_lived_upgraded_connections(prod_conf, path):
     loc = matching_location(prod_conf, path)
     body = locations(prod_conf)[loc]
-    assert "proxy_read_timeout 1h;" in body, f"{path} -> {loc}"
+    assert "proxy_read_timeout 1h;" in body and "proxy_buffering off;" in body, f"{path} -> {loc}"
     assert "proxy_http_version 1.1;" in prod_conf
     assert "proxy_set_header Upgrade $http_upgrade;" in prod_conf
     assert "proxy_set_header Connection $connection_upgrade;" in prod_conf
+
+
+TASK_ROUTES = ["/api/task_runs/", "/api/task_runs/0b4e6a3c-8f7e-4c1a-9d2b-5e6f7a8b9c0d/set_state",
+               "/api/task_runs/subscriptions/scheduled"]
+
+
+@pytest.mark.parametrize("path", TASK_ROUTES)
+def test_background_task_routes_go_to_one_replica_with_the_others_as_backups(prod_conf, path):
+    body = locations(prod_conf)[matching_location(prod_conf, path)]
+    assert "proxy_pass http://prefect_api_tasks;" in body, path
+    upstream = re.search(r"upstream prefect_api_tasks \{(.*?)\}", prod_conf, re.S).group(1)
+    servers = re.findall(r"server (\S+)( backup)?", upstream)
+    assert servers[0] == ("prefect-api-1:4200", "")
+    assert servers[1:] == [("prefect-api-2:4200", " backup"), ("prefect-api-3:4200", " backup")]
+
+
+@pytest.mark.parametrize("path", ["/api/task_runs/filter", "/api/task_runs/count", "/api/flow_runs/",
+                                  "/api/flow_runs/0b4e6a3c-8f7e-4c1a-9d2b-5e6f7a8b9c0d/set_state"])
+def test_other_routes_are_balanced_over_all_replicas(prod_conf, path):
+    body = locations(prod_conf)[matching_location(prod_conf, path)]
+    assert "proxy_pass http://prefect_api;" in body, path
 
 
 @pytest.mark.parametrize("path", READ_ONLY_POSTS)

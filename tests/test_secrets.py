@@ -10,7 +10,7 @@ from sqlalchemy.engine import make_url
 
 from components.secrets import PASSWORD_SPECIALS
 from components.urls import postgres_url, redis_url
-from harness import SECRET_SIG, SECRET_VALUE, StackMocks, run_program
+from harness import SECRET_SIG, SECRET_VALUE, StackMocks
 
 HOSTILE = "p@ss:/?#%& wörd+=!$*"
 printable = st.text(
