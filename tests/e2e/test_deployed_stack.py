@@ -7,14 +7,13 @@ ones that need a quiet stack, and teardown comes last.
 from __future__ import annotations
 
 import json
-import threading
 import time
 from datetime import datetime
 
 import pytest
 import requests
 
-from testbed import PREFECT_IMAGE, SCRIPTS, wait_for
+from testbed import PREFECT_IMAGE, SCRIPTS, RequestLoop, crash_process, wait_for
 
 pytestmark = pytest.mark.timeout(900)
 
@@ -74,6 +73,21 @@ def test_ui_is_told_the_public_api_url(deployment):
     assert page.status_code == 200 and "<html" in page.text.lower()
 
 
+def test_a_real_browser_loads_the_dashboard_with_data_from_the_api(deployment):
+    from ui_check import check_dashboard
+
+    # A flow run to show: the dashboard queries flow runs through the public API URL.
+    result = check_dashboard(deployment.outputs["ui_url"], deployment.outputs["api_url"], timeout_s=90)
+    summary = {k: result[k] for k in ("api_requests", "failed_api_requests", "other_hosts_called",
+                                      "connection_error_shown", "dashboard_loaded", "dashboard_rendered", "title")}
+    print(f"\n[e2e] UI: {summary}")
+    assert result["dashboard_loaded"] and result["dashboard_rendered"], summary
+    assert result["api_requests"] > 0, summary
+    assert result["failed_api_requests"] == [], summary
+    assert result["other_hosts_called"] == [], summary
+    assert not result["connection_error_shown"], summary
+
+
 @pytest.fixture(scope="module")
 def deployed_flows(deployment):
     return json.loads(deployment.prefect("deploy_flows.py").strip().splitlines()[-1])
@@ -115,8 +129,10 @@ def test_the_scheduler_in_the_services_container_creates_runs_that_complete(depl
         return [r for r in flow_runs(deployment)
                 if r["deployment_id"] == tick and r["auto_scheduled"] and r["state"] == "COMPLETED"]
 
-    runs = wait_for(completed_scheduled_runs, timeout=240, interval=5, what="a scheduled run of every-5s to complete")
+    runs = wait_for(completed_scheduled_runs, timeout=240, interval=5,
+                    what="a scheduled run of every-minute to complete")
     assert runs
+    deployment.prefect("pause_deployment.py", tick)
 
 
 def test_background_tasks_through_nginx_are_served_with_three_replicas(deployment, tmp_path_factory):
@@ -155,71 +171,10 @@ def test_background_tasks_through_nginx_are_served_with_three_replicas(deploymen
         storage.remove(force=True)
 
 
-class RequestLoop:
-    """A bounded request loop through nginx: `threads` clients, at most `limit` requests or `seconds`."""
-
-    def __init__(self, base: str, threads: int = 4, limit: int = 4000, seconds: float = 90):
-        self.base, self.threads, self.limit, self.seconds = base, threads, limit, seconds
-        self.done = 0
-        self.failures: list[str] = []
-        self.stop = threading.Event()
-        self._lock = threading.Lock()
-
-    def _one(self, session: requests.Session, n: int) -> None:
-        if n % 2:
-            r = session.post(f"{self.base}/api/flow_runs/filter", json={"limit": 5}, timeout=10)
-        else:
-            r = session.get(f"{self.base}/api/health", timeout=10)
-        if r.status_code != 200:
-            raise RuntimeError(f"{r.request.method} {r.url} -> {r.status_code}")
-
-    def _worker(self) -> None:
-        session = requests.Session()
-        deadline = time.monotonic() + self.seconds
-        while not self.stop.is_set() and time.monotonic() < deadline:
-            with self._lock:
-                if self.done >= self.limit:
-                    return
-                n = self.done
-                self.done += 1
-            try:
-                self._one(session, n)
-            except Exception as err:  # noqa: BLE001 every failure counts
-                with self._lock:
-                    self.failures.append(repr(err))
-
-    def run_while(self, action) -> None:
-        workers = [threading.Thread(target=self._worker) for _ in range(self.threads)]
-        for w in workers:
-            w.start()
-        try:
-            wait_for(lambda: self.done >= 200, timeout=30, interval=0.05, what="200 requests before the fault")
-            action()
-            wait_for(lambda: self.done >= self.limit or self.stop.is_set(), timeout=self.seconds, interval=0.2,
-                     what=f"{self.limit} requests")
-        finally:
-            self.stop.set()
-            for w in workers:
-                w.join(timeout=30)
-
-
-def crash(deployment, name: str) -> None:
-    """SIGKILL the container's main process from the host, as a crash or OOM kill would.
-
-    `docker kill` counts as a deliberate stop for Docker's restart policy (the
-    container stays down), so it cannot show the policy bringing a replica back.
-    """
-    import os
-    import signal
-
-    pid = deployment.client.api.inspect_container(name)["State"]["Pid"]
-    os.kill(pid, signal.SIGKILL)
-
-
 def test_failover_a_crashed_replica_costs_no_request_and_comes_back(deployment):
     victim = deployment.outputs["containers"]["api"][1]
     loop = RequestLoop(deployment.base)
-    loop.run_while(lambda: crash(deployment, victim))
+    loop.run_while(lambda: crash_process(deployment.client, victim))
     print(f"\n[e2e] failover: {loop.done} requests, {len(loop.failures)} failed")
     assert loop.done >= 1000
     assert loop.failures == [], loop.failures[:10]
@@ -253,6 +208,7 @@ def test_redis_restart_scheduling_and_runs_carry_on(deployment, deployed_flows, 
 
     wait_for(completed_scheduled_runs, timeout=240, interval=5,
              what="a scheduled run of a deployment created after the Redis restart to complete")
+    deployment.prefect("pause_deployment.py", deployment_id)
 
 
 def test_teardown_leaves_nothing_but_the_retained_volume(deployment):

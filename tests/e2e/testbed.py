@@ -6,8 +6,11 @@ the Prefect stand-in image on the host network, against the stack's outputs.
 
 from __future__ import annotations
 
+import os
+import signal
 import socket
 import subprocess
+import threading
 import time
 import uuid
 from dataclasses import dataclass
@@ -81,8 +84,13 @@ class Deployment:
             container.remove(force=True)
 
 
-def deploy(client, name: str, overrides: dict | None = None, tamper=None) -> tuple[Run, DockerMocks, int, str]:
-    run_id = f"{name}-{uuid.uuid4().hex[:8]}"
+def new_run_id(name: str) -> str:
+    return f"{name}-{uuid.uuid4().hex[:8]}"
+
+
+def deploy(client, name: str, overrides: dict | None = None, tamper=None,
+           run_id: str | None = None) -> tuple[Run, DockerMocks, int, str]:
+    run_id = run_id or new_run_id(name)
     port = free_port()
     prefix = f"prefect-ha-{name}"
     mocks = DockerMocks(run_id, client, tamper=tamper)
@@ -111,3 +119,61 @@ def wait_for(predicate, timeout: float, interval: float = 0.5, what: str = "cond
             last = err
         time.sleep(interval)
     pytest.fail(f"timed out after {timeout:.0f} s waiting for {what} (last: {last!r})")
+
+
+class RequestLoop:
+    """A bounded request loop through nginx: `threads` clients, at most `limit` requests or `seconds`."""
+
+    def __init__(self, base: str, threads: int = 4, limit: int = 4000, seconds: float = 90):
+        self.base, self.threads, self.limit, self.seconds = base, threads, limit, seconds
+        self.done = 0
+        self.failures: list[str] = []
+        self.stop = threading.Event()
+        self._lock = threading.Lock()
+
+    def _one(self, session: requests.Session, n: int) -> None:
+        if n % 2:
+            r = session.post(f"{self.base}/api/flow_runs/filter", json={"limit": 5}, timeout=10)
+        else:
+            r = session.get(f"{self.base}/api/health", timeout=10)
+        if r.status_code != 200:
+            raise RuntimeError(f"{r.request.method} {r.url} -> {r.status_code}")
+
+    def _worker(self) -> None:
+        session = requests.Session()
+        deadline = time.monotonic() + self.seconds
+        while not self.stop.is_set() and time.monotonic() < deadline:
+            with self._lock:
+                if self.done >= self.limit:
+                    return
+                n = self.done
+                self.done += 1
+            try:
+                self._one(session, n)
+            except Exception as err:  # noqa: BLE001 every failure counts
+                with self._lock:
+                    self.failures.append(repr(err))
+
+    def run_while(self, action) -> None:
+        workers = [threading.Thread(target=self._worker) for _ in range(self.threads)]
+        for w in workers:
+            w.start()
+        try:
+            wait_for(lambda: self.done >= 200, timeout=30, interval=0.05, what="200 requests before the fault")
+            action()
+            wait_for(lambda: self.done >= self.limit or self.stop.is_set(), timeout=self.seconds, interval=0.2,
+                     what=f"{self.limit} requests")
+        finally:
+            self.stop.set()
+            for w in workers:
+                w.join(timeout=30)
+
+
+def crash_process(client: docker.DockerClient, name: str) -> None:
+    """SIGKILL the container's main process from the host, as a crash or OOM kill would.
+
+    `docker kill` counts as a deliberate stop for Docker's restart policy (the
+    container stays down), so it cannot show the policy bringing a replica back.
+    """
+    pid = client.api.inspect_container(name)["State"]["Pid"]
+    os.kill(pid, signal.SIGKILL)

@@ -24,7 +24,7 @@ def main() -> None:
     tick = flow.from_source(source="/e2e", entrypoint="flows.py:tick")
     ids = {
         "hello": str(hello.deploy(name="hello", work_pool_name=POOL, print_next_steps=False)),
-        "tick": str(tick.deploy(name="every-5s", work_pool_name=POOL, interval=5, print_next_steps=False)),
+        "tick": str(tick.deploy(name="every-minute", work_pool_name=POOL, interval=60, print_next_steps=False)),
     }
     print(json.dumps(ids))
 

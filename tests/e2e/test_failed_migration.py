@@ -1,0 +1,53 @@
+"""A migration that fails stops the deployment: the run raises and no API container exists.
+
+The failure is a real one users meet: the Postgres volume outlived a destroyed
+stack (it is retained on purpose), so Postgres keeps the role password it was
+initialised with and ignores the new generated one. The migration cannot log
+in, exits non-zero, and the gate holds back every replica.
+"""
+
+import pytest
+
+from components.migration import MigrationFailed
+from docker_mocks import TEST_LABEL, cleanup_by_label
+from testbed import IMAGES, deploy, new_run_id, wait_for
+
+pytestmark = pytest.mark.timeout(600)
+NAME = "e2efail"
+PREFIX = f"prefect-ha-{NAME}"
+
+
+def initialise_volume_with_another_password(client, volume_name: str, run_id: str) -> None:
+    client.volumes.create(volume_name, labels={TEST_LABEL: run_id})
+    old = client.containers.run(
+        IMAGES["postgres.image"], ["postgres"], detach=True, labels={TEST_LABEL: run_id},
+        environment={"POSTGRES_USER": "prefect", "POSTGRES_PASSWORD": "an-older-password",
+                     "POSTGRES_DB": "prefect", "PGDATA": "/var/lib/postgresql/data/pgdata"},
+        volumes={volume_name: {"bind": "/var/lib/postgresql/data", "mode": "rw"}},
+    )
+    try:
+        # Ready over TCP means the init-time server is gone and the real one is up.
+        wait_for(lambda: old.exec_run(["pg_isready", "-h", "127.0.0.1", "-U", "prefect"]).exit_code == 0,
+                 timeout=120, what="the earlier Postgres to initialise its volume")
+    finally:
+        old.remove(force=True)
+
+
+def test_failed_migration_stops_the_deployment_before_any_api_container(docker_client):
+    run_id = new_run_id(NAME)
+    initialise_volume_with_another_password(docker_client, f"{PREFIX}-postgres-data", run_id)
+    run, mocks, _, prefix = deploy(docker_client, NAME, run_id=run_id)
+    try:
+        assert isinstance(run.error, MigrationFailed), repr(run.error)
+        assert f"{prefix}-migrate exited with code 1" in str(run.error)
+        logs = mocks.attach_logs[f"{prefix}-migrate"]
+        assert "password authentication failed" in logs, logs[-2000:]
+        ours = {c.name: c for c in docker_client.containers.list(all=True, filters={"label": f"{TEST_LABEL}={run_id}"})}
+        assert set(ours) == {f"{prefix}-postgres", f"{prefix}-redis", f"{prefix}-migrate"}, sorted(ours)
+        assert ours[f"{prefix}-migrate"].attrs["State"]["ExitCode"] == 1
+        assert not any("-api-" in name or "-services-" in name or name.endswith("-nginx") for name in ours)
+    finally:
+        mocks.destroy(run)
+        left = cleanup_by_label(docker_client, run_id)
+        assert left["containers"] == [] and left["networks"] == []
+        assert left["volumes"] == [f"{prefix}-postgres-data"]  # retained by the program, removed here
