@@ -8,7 +8,6 @@ import pulumi
 import pulumi_docker as docker
 
 from . import docker_common as dc
-from .config import StackConfig
 from .prefect_settings import API_PORT, Endpoints, server_env
 
 SERVICE_ALIAS = "prefect-api"
@@ -35,16 +34,14 @@ class ApiServer(pulumi.ComponentResource):
         self,
         name: str,
         *,
-        config: StackConfig,
-        stack: str,
-        network: docker.Network,
+        place: dc.Placement,
         endpoints: Endpoints,
         migration_succeeded: pulumi.Output[int],
         depends_on: Sequence[pulumi.Resource] = (),
         opts: pulumi.ResourceOptions | None = None,
     ):
         super().__init__("prefect-ha:index:ApiServer", name, None, opts)
-        prefix = config.prefix(stack)
+        config = place.config
         env = server_env(config, endpoints, "api")
         self.replicas = []
         self.aliases = []
@@ -55,22 +52,19 @@ class ApiServer(pulumi.ComponentResource):
             self.replicas.append(
                 docker.Container(
                     f"{name}-{index}",
-                    name=f"{prefix}-api-{index}",
+                    name=place.name(f"api-{index}"),
                     image=config.prefect.image,
                     command=[
                         "prefect", "server", "start",
                         "--host", "0.0.0.0", "--port", str(API_PORT), "--no-services",
                     ],
                     envs=env,
-                    networks_advanced=dc.network_attachment(network, alias, SERVICE_ALIAS),
+                    networks_advanced=dc.network_attachment(place.network, alias, SERVICE_ALIAS),
                     healthcheck=dc.healthcheck(HEALTH_TEST, interval=5, timeout=5, retries=5, start_period=20),
                     restart="unless-stopped",
                     wait=True,
                     wait_timeout=config.wait_timeout,
-                    labels=dc.labels(
-                        stack, "api", replica=str(index),
-                        **{"migration-exit-code": migration_succeeded.apply(str)},
-                    ),
+                    labels=dc.gated_labels(place, "api", index, migration_succeeded),
                     **dc.log_args(config),
                     opts=dc.container_opts(self, depends_on=depends_on),
                 )

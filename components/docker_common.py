@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Sequence
 
 import pulumi
@@ -10,6 +11,23 @@ import pulumi_docker as docker
 from .config import StackConfig
 
 LABEL_PREFIX = "prefect-ha"
+
+
+@dataclass(frozen=True)
+class Placement:
+    """Where a component puts its containers: the stack's config, its name and network."""
+
+    config: StackConfig
+    stack: str
+    network: docker.Network
+
+    @property
+    def prefix(self) -> str:
+        return self.config.prefix(self.stack)
+
+    def name(self, role: str) -> str:
+        """Physical Docker name, unique per stack on a shared host."""
+        return f"{self.prefix}-{role}"
 
 
 def go_duration(seconds: int) -> str:
@@ -41,11 +59,23 @@ def healthcheck(
 
 
 def labels(stack: str, component: str, **extra: pulumi.Input[str]) -> list[docker.ContainerLabelArgs]:
+    """Labels that say which stack and component a container belongs to."""
     values = {"stack": stack, "component": component, **extra}
     return [
         docker.ContainerLabelArgs(label=f"{LABEL_PREFIX}.{key}", value=value)
         for key, value in values.items()
     ]
+
+
+def gated_labels(
+    place: "Placement", component: str, index: int, migration_succeeded: pulumi.Output[int]
+) -> list[docker.ContainerLabelArgs]:
+    """Labels of a container that must not exist before the migration exited 0:
+    consuming the gate Output is what holds its creation back."""
+    return labels(
+        place.stack, component, replica=str(index),
+        **{"migration-exit-code": migration_succeeded.apply(str)},
+    )
 
 
 def log_args(config: StackConfig) -> dict:

@@ -9,7 +9,6 @@ import pulumi
 import pulumi_docker as docker
 
 from . import docker_common as dc
-from .config import StackConfig
 from .prefect_settings import Endpoints, server_env
 
 REGISTER_BLOCKS_SOURCE = Path(__file__).parent / "scripts" / "register_blocks.py"
@@ -50,15 +49,14 @@ class Migration(pulumi.ComponentResource):
         self,
         name: str,
         *,
-        config: StackConfig,
-        stack: str,
-        network: docker.Network,
+        place: dc.Placement,
         endpoints: Endpoints,
         depends_on: Sequence[pulumi.Resource] = (),
         opts: pulumi.ResourceOptions | None = None,
     ):
         super().__init__("prefect-ha:index:Migration", name, None, opts)
-        container_name = f"{config.prefix(stack)}-migrate"
+        config = place.config
+        container_name = place.name("migrate")
         self.container = docker.Container(
             f"{name}-container",
             name=container_name,
@@ -70,7 +68,7 @@ class Migration(pulumi.ComponentResource):
                     file=REGISTER_BLOCKS_PATH, content=REGISTER_BLOCKS_SOURCE.read_text()
                 )
             ],
-            networks_advanced=dc.network_attachment(network),
+            networks_advanced=dc.network_attachment(place.network),
             # Run to completion during `pulumi up` and report the exit code; rm
             # stays off because it breaks attach.
             attach=True,
@@ -78,7 +76,7 @@ class Migration(pulumi.ComponentResource):
             rm=False,
             logs=True,
             restart="no",
-            labels=dc.labels(stack, "migration"),
+            labels=dc.labels(place.stack, "migration"),
             **dc.log_args(config),
             opts=dc.container_opts(self, depends_on=depends_on),
         )

@@ -6,7 +6,6 @@ import pulumi
 import pulumi_docker as docker
 
 from . import docker_common as dc
-from .config import StackConfig
 from .prefect_settings import POSTGRES_PORT
 
 HOST_ALIAS = "postgres"
@@ -21,39 +20,36 @@ class Postgres(pulumi.ComponentResource):
         self,
         name: str,
         *,
-        config: StackConfig,
-        stack: str,
-        network: docker.Network,
+        place: dc.Placement,
         password: pulumi.Output[str],
         opts: pulumi.ResourceOptions | None = None,
     ):
         super().__init__("prefect-ha:index:Postgres", name, None, opts)
-        prefix = config.prefix(stack)
-        pg = config.postgres
+        config, pg = place.config, place.config.postgres
         # Postgres reads POSTGRES_PASSWORD only on an empty data directory, so the
         # volume outlives `pulumi destroy` unless the stack opts out.
         self.volume = docker.Volume(
             f"{name}-data",
-            name=f"{prefix}-postgres-data",
-            labels=[docker.VolumeLabelArgs(label="prefect-ha.stack", value=stack)],
+            name=place.name("postgres-data"),
+            labels=[docker.VolumeLabelArgs(label="prefect-ha.stack", value=place.stack)],
             opts=pulumi.ResourceOptions(parent=self, retain_on_delete=pg.retain_volume),
         )
         self.container = docker.Container(
             f"{name}-container",
-            name=f"{prefix}-postgres",
+            name=place.name("postgres"),
             image=pg.image,
             command=["postgres", "-c", f"max_connections={config.postgres_max_connections}"],
-            envs=pulumi.Output.all(password).apply(
-                lambda args: [
+            envs=password.apply(
+                lambda pw: [
                     f"POSTGRES_USER={pg.user}",
-                    f"POSTGRES_PASSWORD={args[0]}",
+                    f"POSTGRES_PASSWORD={pw}",
                     f"POSTGRES_DB={pg.database}",
                     f"PGDATA={DATA_DIR}/pgdata",
                     f"TZ={config.timezone}",
                 ]
             ),
             volumes=[docker.ContainerVolumeArgs(volume_name=self.volume.name, container_path=DATA_DIR)],
-            networks_advanced=dc.network_attachment(network, HOST_ALIAS),
+            networks_advanced=dc.network_attachment(place.network, HOST_ALIAS),
             ports=dc.published(POSTGRES_PORT, pg.host_port),
             # Over TCP, so the init-time server (socket only) does not count as ready.
             healthcheck=dc.healthcheck(
@@ -63,7 +59,7 @@ class Postgres(pulumi.ComponentResource):
             restart="unless-stopped",
             wait=True,
             wait_timeout=config.wait_timeout,
-            labels=dc.labels(stack, "postgres"),
+            labels=dc.labels(place.stack, "postgres"),
             **dc.log_args(config),
             opts=dc.container_opts(self),
         )

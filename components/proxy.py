@@ -47,23 +47,22 @@ class Proxy(pulumi.ComponentResource):
         self,
         name: str,
         *,
-        config: StackConfig,
-        stack: str,
-        network: docker.Network,
+        place: dc.Placement,
         upstream_hosts: Sequence[str],
         upstreams: Sequence[docker.Container],
         opts: pulumi.ResourceOptions | None = None,
     ):
         super().__init__("prefect-ha:index:Proxy", name, None, opts)
-        self.nginx_conf = render_nginx_conf(config, stack, upstream_hosts)
+        config = place.config
+        self.nginx_conf = render_nginx_conf(config, place.stack, upstream_hosts)
         self.container = docker.Container(
             f"{name}-container",
-            name=f"{config.prefix(stack)}-nginx",
+            name=place.name("nginx"),
             image=config.proxy.image,
             command=["nginx", "-g", "daemon off;"],
             uploads=[docker.ContainerUploadArgs(file=CONFIG_PATH, content=self.nginx_conf)],
             envs=[f"TZ={config.timezone}"],
-            networks_advanced=dc.network_attachment(network, "nginx"),
+            networks_advanced=dc.network_attachment(place.network, "nginx"),
             ports=dc.published(LISTEN_PORT, config.proxy.port),
             healthcheck=dc.healthcheck(
                 ["CMD", "curl", "-fsS", "-o", "/dev/null", f"http://127.0.0.1:{LISTEN_PORT}/nginx-health"],
@@ -75,7 +74,7 @@ class Proxy(pulumi.ComponentResource):
             # nginx resolves upstream names once, at start: a replaced replica has a
             # new address, so its new ID here replaces nginx after it.
             labels=dc.labels(
-                stack, "proxy",
+                place.stack, "proxy",
                 upstreams=pulumi.Output.all(*[u.id for u in upstreams]).apply(",".join),
             ),
             **dc.log_args(config),

@@ -6,7 +6,6 @@ import pulumi
 import pulumi_docker as docker
 
 from . import docker_common as dc
-from .config import StackConfig
 from .prefect_settings import REDIS_PORT
 
 HOST_ALIAS = "redis"
@@ -37,30 +36,28 @@ class Redis(pulumi.ComponentResource):
         self,
         name: str,
         *,
-        config: StackConfig,
-        stack: str,
-        network: docker.Network,
+        place: dc.Placement,
         password: pulumi.Output[str],
         opts: pulumi.ResourceOptions | None = None,
     ):
         super().__init__("prefect-ha:index:Redis", name, None, opts)
-        prefix = config.prefix(stack)
+        config = place.config
         self.volume = docker.Volume(
             f"{name}-data",
-            name=f"{prefix}-redis-data",
-            labels=[docker.VolumeLabelArgs(label="prefect-ha.stack", value=stack)],
+            name=place.name("redis-data"),
+            labels=[docker.VolumeLabelArgs(label="prefect-ha.stack", value=place.stack)],
             opts=pulumi.ResourceOptions(parent=self),
         )
         self.container = docker.Container(
             f"{name}-container",
-            name=f"{prefix}-redis",
+            name=place.name("redis"),
             image=config.redis.image,
             command=["redis-server", CONFIG_PATH],
             uploads=[docker.ContainerUploadArgs(file=CONFIG_PATH, content=password.apply(redis_conf))],
             # redis-cli reads the password from REDISCLI_AUTH, keeping it out of `ps`.
             envs=password.apply(lambda pw: [f"REDISCLI_AUTH={pw}", f"TZ={config.timezone}"]),
             volumes=[docker.ContainerVolumeArgs(volume_name=self.volume.name, container_path="/data")],
-            networks_advanced=dc.network_attachment(network, HOST_ALIAS),
+            networks_advanced=dc.network_attachment(place.network, HOST_ALIAS),
             ports=dc.published(REDIS_PORT, config.redis.host_port),
             healthcheck=dc.healthcheck(
                 ["CMD-SHELL", "redis-cli -h 127.0.0.1 ping | grep -q PONG"],
@@ -69,7 +66,7 @@ class Redis(pulumi.ComponentResource):
             restart="unless-stopped",
             wait=True,
             wait_timeout=config.wait_timeout,
-            labels=dc.labels(stack, "redis"),
+            labels=dc.labels(place.stack, "redis"),
             **dc.log_args(config),
             opts=dc.container_opts(self),
         )

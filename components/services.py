@@ -8,7 +8,6 @@ import pulumi
 import pulumi_docker as docker
 
 from . import docker_common as dc
-from .config import StackConfig
 from .prefect_settings import Endpoints, server_env
 
 
@@ -19,16 +18,14 @@ class BackgroundServices(pulumi.ComponentResource):
         self,
         name: str,
         *,
-        config: StackConfig,
-        stack: str,
-        network: docker.Network,
+        place: dc.Placement,
         endpoints: Endpoints,
         migration_succeeded: pulumi.Output[int],
         depends_on: Sequence[pulumi.Resource] = (),
         opts: pulumi.ResourceOptions | None = None,
     ):
         super().__init__("prefect-ha:index:BackgroundServices", name, None, opts)
-        prefix = config.prefix(stack)
+        config = place.config
         env = server_env(config, endpoints, "services")
         self.containers = []
         for index in range(1, config.services.replicas + 1):
@@ -36,16 +33,13 @@ class BackgroundServices(pulumi.ComponentResource):
             self.containers.append(
                 docker.Container(
                     f"{name}-{index}",
-                    name=f"{prefix}-services-{index}",
+                    name=place.name(f"services-{index}"),
                     image=config.prefect.image,
                     command=["prefect", "server", "services", "start"],
                     envs=env,
-                    networks_advanced=dc.network_attachment(network),
+                    networks_advanced=dc.network_attachment(place.network),
                     restart="unless-stopped",
-                    labels=dc.labels(
-                        stack, "services", replica=str(index),
-                        **{"migration-exit-code": migration_succeeded.apply(str)},
-                    ),
+                    labels=dc.gated_labels(place, "services", index, migration_succeeded),
                     **dc.log_args(config),
                     opts=dc.container_opts(self, depends_on=depends_on),
                 )

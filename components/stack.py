@@ -8,6 +8,7 @@ import pulumi
 
 from .api import SERVICE_ALIAS, ApiServer
 from .config import PROJECT, ConfigError, StackConfig, load_config
+from .docker_common import Placement
 from .migration import Migration
 from .network import StackNetwork
 from .postgres import HOST_ALIAS as POSTGRES_HOST, Postgres
@@ -52,14 +53,9 @@ class PrefectHa(pulumi.ComponentResource):
         self.secrets = StackSecrets(f"{name}-secrets", opts=child)
         self.network = StackNetwork(f"{name}-network", physical_name=f"{prefix}-net", stack=stack, opts=child)
         net = self.network.network
-        self.postgres = Postgres(
-            f"{name}-postgres", config=config, stack=stack, network=net,
-            password=self.secrets.postgres_password, opts=child,
-        )
-        self.redis = Redis(
-            f"{name}-redis", config=config, stack=stack, network=net,
-            password=self.secrets.redis_password, opts=child,
-        )
+        place = Placement(config=config, stack=stack, network=net)
+        self.postgres = Postgres(f"{name}-postgres", place=place, password=self.secrets.postgres_password, opts=child)
+        self.redis = Redis(f"{name}-redis", place=place, password=self.secrets.redis_password, opts=child)
         pg = config.postgres
         self.endpoints = Endpoints(
             postgres_host=POSTGRES_HOST,
@@ -78,24 +74,22 @@ class PrefectHa(pulumi.ComponentResource):
         )
         data_stores = [self.postgres.container, self.redis.container]
         self.migration = Migration(
-            f"{name}-migration", config=config, stack=stack, network=net,
-            endpoints=self.endpoints, depends_on=data_stores, opts=child,
+            f"{name}-migration", place=place, endpoints=self.endpoints, depends_on=data_stores, opts=child,
         )
         # depends_on on a component does not reach its children, so the
         # containers are handed over explicitly; the exit-code gate is an Output
         # every dependent consumes.
         after_migration = [*data_stores, self.migration.container]
         self.api = ApiServer(
-            f"{name}-api", config=config, stack=stack, network=net, endpoints=self.endpoints,
+            f"{name}-api", place=place, endpoints=self.endpoints,
             migration_succeeded=self.migration.succeeded, depends_on=after_migration, opts=child,
         )
         self.services = BackgroundServices(
-            f"{name}-services", config=config, stack=stack, network=net, endpoints=self.endpoints,
+            f"{name}-services", place=place, endpoints=self.endpoints,
             migration_succeeded=self.migration.succeeded, depends_on=after_migration, opts=child,
         )
         self.proxy = Proxy(
-            f"{name}-proxy", config=config, stack=stack, network=net,
-            upstream_hosts=self.api.aliases, upstreams=self.api.replicas, opts=child,
+            f"{name}-proxy", place=place, upstream_hosts=self.api.aliases, upstreams=self.api.replicas, opts=child,
         )
 
         public = config.proxy.public_url
