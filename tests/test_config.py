@@ -110,3 +110,11 @@ def test_connection_budget_raises_max_connections_when_left_automatic():
 
 def test_public_url_trailing_slash_is_dropped():
     assert load_config({"proxy.publicUrl": "https://prefect.example.com/"}).proxy.public_url == "https://prefect.example.com"
+
+
+def test_readme_documents_every_key_with_its_default():
+    readme = (REPO / "README.md").read_text()
+    for key, field in config_keys().items():
+        default = field.default
+        shown = '""' if default == "" else str(default).lower() if isinstance(default, bool) else str(default)
+        assert f"| `{key}` | `{shown}` |" in readme, f"README's config table is missing or wrong for {key}"
