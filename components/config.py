@@ -393,7 +393,7 @@ def config_keys(model: type[BaseModel] = StackConfig, prefix: str = "") -> dict[
     return keys
 
 
-def _format_error(error: Mapping[str, Any], raw: Mapping[str, Any]) -> list[str]:
+def _format_error(error: Mapping[str, Any]) -> list[str]:
     loc = ".".join(to_camel(str(part)) for part in error["loc"] if part != "__root__")
     message = error["msg"].removeprefix("Value error, ")
     if error["type"] == "extra_forbidden":
@@ -427,7 +427,7 @@ def load_config(raw: Mapping[str, Any]) -> StackConfig:
         config = StackConfig.model_validate(nested)
     except ValidationError as err:
         for error in err.errors():
-            problems.extend(_format_error(error, raw))
+            problems.extend(_format_error(error))
         raise ConfigError(problems) from None
     if problems:
         raise ConfigError(problems)

@@ -11,6 +11,7 @@ import pulumi_docker as docker
 from .config import StackConfig
 
 LABEL_PREFIX = "prefect-ha"
+STACK_LABEL = f"{LABEL_PREFIX}.stack"
 
 
 @dataclass(frozen=True)
@@ -68,7 +69,7 @@ def labels(stack: str, component: str, **extra: pulumi.Input[str]) -> list[docke
 
 
 def gated_labels(
-    place: "Placement", component: str, index: int, migration_succeeded: pulumi.Output[int]
+    place: Placement, component: str, index: int, migration_succeeded: pulumi.Output[int]
 ) -> list[docker.ContainerLabelArgs]:
     """Labels of a container that must not exist before the migration exited 0:
     consuming the gate Output is what holds its creation back."""

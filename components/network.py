@@ -5,6 +5,8 @@ from __future__ import annotations
 import pulumi
 import pulumi_docker as docker
 
+from .docker_common import STACK_LABEL
+
 
 class StackNetwork(pulumi.ComponentResource):
     network: docker.Network
@@ -16,7 +18,7 @@ class StackNetwork(pulumi.ComponentResource):
             name=physical_name,
             driver="bridge",
             labels=[
-                docker.NetworkLabelArgs(label="prefect-ha.stack", value=stack),
+                docker.NetworkLabelArgs(label=STACK_LABEL, value=stack),
             ],
             opts=pulumi.ResourceOptions(parent=self),
         )

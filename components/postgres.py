@@ -31,7 +31,7 @@ class Postgres(pulumi.ComponentResource):
         self.volume = docker.Volume(
             f"{name}-data",
             name=place.name("postgres-data"),
-            labels=[docker.VolumeLabelArgs(label="prefect-ha.stack", value=place.stack)],
+            labels=[docker.VolumeLabelArgs(label=dc.STACK_LABEL, value=place.stack)],
             opts=pulumi.ResourceOptions(parent=self, retain_on_delete=pg.retain_volume),
         )
         self.container = docker.Container(

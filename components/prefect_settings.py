@@ -28,7 +28,6 @@ REDIS_DOCKET_DB = 1
 class Endpoints:
     """Where Prefect finds its peers on the stack network, and the secret URLs."""
 
-    postgres_host: str
     redis_host: str
     database_url: pulumi.Output[str]  # secret, percent-encoded
     docket_url: pulumi.Output[str]  # secret, percent-encoded

@@ -45,7 +45,7 @@ class Redis(pulumi.ComponentResource):
         self.volume = docker.Volume(
             f"{name}-data",
             name=place.name("redis-data"),
-            labels=[docker.VolumeLabelArgs(label="prefect-ha.stack", value=place.stack)],
+            labels=[docker.VolumeLabelArgs(label=dc.STACK_LABEL, value=place.stack)],
             opts=pulumi.ResourceOptions(parent=self),
         )
         self.container = docker.Container(

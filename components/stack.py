@@ -58,7 +58,6 @@ class PrefectHa(pulumi.ComponentResource):
         self.redis = Redis(f"{name}-redis", place=place, password=self.secrets.redis_password, opts=child)
         pg = config.postgres
         self.endpoints = Endpoints(
-            postgres_host=POSTGRES_HOST,
             redis_host=REDIS_HOST,
             database_url=pulumi.Output.secret(
                 self.secrets.postgres_password.apply(

@@ -140,7 +140,7 @@ class RecordingMonitor(pulumi_mocks.MockMonitor):
         return response
 
     def RegisterResourceOutputs(self, request):
-        if request.urn.endswith(f"::{PROJECT}-{settings.get_stack()}") or "pulumi:pulumi:Stack" in request.urn:
+        if "::pulumi:pulumi:Stack::" in request.urn:
             self.stack_outputs = json_format.MessageToDict(request.outputs)
         return super().RegisterResourceOutputs(request)
 
