@@ -10,6 +10,8 @@ Field names map to keys through ``to_camel``: ``api.wait_timeout`` is
 
 from __future__ import annotations
 
+import ipaddress
+import json
 import re
 from typing import Any, Mapping
 from urllib.parse import urlsplit
@@ -18,6 +20,7 @@ from pydantic import (
     BaseModel,
     ConfigDict,
     Field,
+    SecretStr,
     ValidationError,
     field_validator,
     model_validator,
@@ -115,6 +118,10 @@ class ApiConfig(_Group):
     keepalive_timeout: int = Field(
         75,
         description="Seconds the API keeps idle HTTP connections; above nginx's upstream keepalive_timeout (60 s).",
+    )
+    csrf_protection: bool = Field(
+        False,
+        description="Prefect's CSRF protection on the API (the UI and Prefect clients fetch tokens themselves).",
     )
 
     @field_validator("replicas")
@@ -247,9 +254,58 @@ class ProxyConfig(_Group):
     client_max_body_size: str = Field(
         "10m", description="Largest request body nginx accepts (events are up to 1.5 MB)."
     )
+    allow_cidrs: tuple[str, ...] = Field(
+        (),
+        description="Client networks (CIDRs) nginx serves; everyone else gets 403. Empty means open to all.",
+    )
+    rate_limit: int = Field(
+        0, description="Requests per second per client address to /api (nginx limit_req); 0 turns limiting off."
+    )
+    rate_limit_burst: int = Field(
+        20, description="Requests per client address allowed above the rate at once; beyond that nginx answers 429."
+    )
 
     _image = field_validator("image")(classmethod(lambda cls, v: _check_pinned_image(v)))
     _port = field_validator("port")(classmethod(lambda cls, v: _check_port(v, optional=False)))
+
+    @field_validator("allow_cidrs", mode="before")
+    @classmethod
+    def _cidr_list(cls, value: Any) -> Any:
+        # The CLI hands arrays over as JSON text.
+        if isinstance(value, str):
+            text = value.strip()
+            if not text:
+                return ()
+            try:
+                value = json.loads(text)
+            except json.JSONDecodeError:
+                value = [part.strip() for part in text.split(",") if part.strip()]
+        return value
+
+    @field_validator("allow_cidrs")
+    @classmethod
+    def _cidrs(cls, value: tuple[str, ...]) -> tuple[str, ...]:
+        networks = []
+        for item in value:
+            try:
+                networks.append(str(ipaddress.ip_network(item, strict=True)))
+            except ValueError as err:
+                raise ValueError(f"must be a list of CIDRs such as 10.0.0.0/8, got {item!r} ({err})") from None
+        return tuple(networks)
+
+    @field_validator("rate_limit")
+    @classmethod
+    def _rate(cls, value: int) -> int:
+        if value < 0:
+            raise ValueError(f"must be >= 0 requests per second (0 turns limiting off), got {value}")
+        return value
+
+    @field_validator("rate_limit_burst")
+    @classmethod
+    def _burst(cls, value: int) -> int:
+        if value < 0:
+            raise ValueError(f"must be >= 0, got {value}")
+        return value
 
     @field_validator("public_url")
     @classmethod
@@ -271,6 +327,200 @@ class ProxyConfig(_Group):
         if not _SIZE_RE.match(value.lower()):
             raise ValueError(f"must be an nginx size such as 10m, got {value!r}")
         return value.lower()
+
+
+_PEM_RE = re.compile(r"-----BEGIN ([A-Z0-9 ]+)-----[A-Za-z0-9+/=\s]+-----END \1-----")
+
+
+class TlsConfig(_Group):
+    enabled: bool = Field(
+        False,
+        description="Serve HTTPS at nginx; proxy.publicUrl must then be https. Plain HTTP redirects to it.",
+    )
+    certificate: str = Field(
+        "",
+        description="PEM certificate chain for nginx (set with --secret along with tls.key); empty generates a self-signed CA and certificate.",
+    )
+    key: SecretStr = Field(
+        SecretStr(""),
+        description="PEM private key of tls.certificate; set it with `pulumi config set --secret`.",
+    )
+    http_port: int = Field(
+        0, description="Host port for plain HTTP that redirects to HTTPS; 0 publishes none."
+    )
+
+    _http_port = field_validator("http_port")(classmethod(lambda cls, v: _check_port(v, optional=True)))
+
+    @field_validator("certificate")
+    @classmethod
+    def _certificate(cls, value: str) -> str:
+        if value and not _PEM_RE.search(value):
+            raise ValueError("must be a PEM certificate (-----BEGIN CERTIFICATE----- ...)")
+        return value
+
+    @field_validator("key")
+    @classmethod
+    def _key(cls, value: SecretStr) -> SecretStr:
+        text = value.get_secret_value()
+        # Never echo the value: it is a private key.
+        if text and not re.search(r"-----BEGIN [A-Z ]*PRIVATE KEY-----", text):
+            raise ValueError("must be a PEM private key (-----BEGIN ... PRIVATE KEY-----)")
+        return value
+
+    @model_validator(mode="after")
+    def _pair(self) -> "TlsConfig":
+        has_cert, has_key = bool(self.certificate), bool(self.key.get_secret_value())
+        if has_cert != has_key:
+            raise ValueError("tls.certificate and tls.key must be given together (or neither, for a generated certificate)")
+        if has_cert and not self.enabled:
+            raise ValueError("tls.certificate is set but tls.enabled is false; turn TLS on or drop the certificate")
+        return self
+
+    @property
+    def provided(self) -> bool:
+        return bool(self.certificate)
+
+
+class AuthConfig(_Group):
+    mode: str = Field(
+        "none",
+        description="Who checks credentials: none, prefect (PREFECT_SERVER_API_AUTH_STRING on the server) or nginx (basic auth); never both.",
+    )
+    username: str = Field("prefect", description="User name of the generated credentials.")
+
+    @field_validator("mode")
+    @classmethod
+    def _mode(cls, value: str) -> str:
+        allowed = ("none", "prefect", "nginx")
+        normalized = value.strip().lower()
+        if normalized not in allowed:
+            words = {w.strip() for w in re.split(r"[,+ ]+", normalized) if w.strip()}
+            if {"prefect", "nginx"} <= words:
+                raise ValueError(
+                    f"must be one of {', '.join(allowed)}, got {value!r}: prefect and nginx auth cannot "
+                    "be combined, both use the Authorization header"
+                )
+            raise ValueError(f"must be one of {', '.join(allowed)}, got {value!r}")
+        return normalized
+
+    @field_validator("username")
+    @classmethod
+    def _username(cls, value: str) -> str:
+        if not re.fullmatch(r"[A-Za-z0-9_.-]{1,64}", value):
+            raise ValueError(f"must be 1-64 letters, digits, '.', '_' or '-' (no ':'), got {value!r}")
+        return value
+
+    @property
+    def enabled(self) -> bool:
+        return self.mode != "none"
+
+
+class WorkerConfig(_Group):
+    enabled: bool = Field(False, description="Run Prefect Docker workers next to the server.")
+    pool: str = Field("docker-pool", description="Work pool the workers serve; created (type docker) when missing.")
+    replicas: int = Field(1, description="Number of worker containers.")
+    image: str = Field(
+        "",
+        description="Worker image; empty uses prefect.image. It needs prefect-docker, baked in or via worker.extraPipPackages.",
+    )
+    extra_pip_packages: str = Field(
+        "prefect-docker==0.7.4",
+        description="EXTRA_PIP_PACKAGES the image installs at start; empty when the image already has prefect-docker.",
+    )
+    docker_client_timeout: int = Field(
+        120, description="DOCKER_CLIENT_TIMEOUT: seconds the worker's Docker client waits for the engine."
+    )
+    docker_host: str = Field(
+        "unix:///var/run/docker.sock",
+        description="Docker engine the workers start flow-run containers on; a unix socket is mounted read-only.",
+    )
+    limit: int = Field(0, description="Most flow runs one worker runs at once; 0 means no limit.")
+    pool_concurrency_limit: int = Field(0, description="Most flow runs the whole pool runs at once; 0 means no limit.")
+    api_url: str = Field(
+        "",
+        description="API URL the workers and their flow runs call; empty uses the internal alias http://prefect-api:4200/api.",
+    )
+    job_network: str = Field(
+        "", description="Docker network flow-run containers join; empty uses the stack's edge network."
+    )
+    job_image_pull_policy: str = Field(
+        "IfNotPresent", description="Default image pull policy of flow-run containers: IfNotPresent, Always or Never."
+    )
+    job_auto_remove: bool = Field(True, description="Remove flow-run containers when they finish.")
+
+    @field_validator("pool")
+    @classmethod
+    def _pool(cls, value: str) -> str:
+        if not re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,99}", value):
+            raise ValueError(f"must be letters, digits, '.', '_' or '-' (no spaces or '/'), got {value!r}")
+        return value
+
+    @field_validator("replicas")
+    @classmethod
+    def _replicas(cls, value: int) -> int:
+        if not 1 <= value <= 10:
+            raise ValueError(f"must be 1-10, got {value}")
+        return value
+
+    @field_validator("image")
+    @classmethod
+    def _image(cls, value: str) -> str:
+        return _check_pinned_image(value) if value else value
+
+    @field_validator("docker_client_timeout")
+    @classmethod
+    def _timeout(cls, value: int) -> int:
+        if value < 1:
+            raise ValueError(f"must be a positive number of seconds, got {value}")
+        return value
+
+    @field_validator("docker_host")
+    @classmethod
+    def _docker_host(cls, value: str) -> str:
+        parts = urlsplit(value)
+        if parts.scheme == "unix" and parts.path.startswith("/"):
+            return value
+        if parts.scheme in ("tcp", "ssh") and parts.hostname:
+            return value
+        raise ValueError(f"must be unix:///path/to/docker.sock or tcp://host:port, got {value!r}")
+
+    @field_validator("limit", "pool_concurrency_limit")
+    @classmethod
+    def _limit(cls, value: int) -> int:
+        if value < 0:
+            raise ValueError(f"must be >= 0 (0 means no limit), got {value}")
+        return value
+
+    @field_validator("api_url")
+    @classmethod
+    def _api_url(cls, value: str) -> str:
+        if not value:
+            return value
+        parts = urlsplit(value)
+        if parts.scheme not in ("http", "https") or not parts.hostname or not parts.path.rstrip("/").endswith("/api"):
+            raise ValueError(f"must be an http(s) URL ending in /api, got {value!r}")
+        return value.rstrip("/")
+
+    @field_validator("job_network")
+    @classmethod
+    def _job_network(cls, value: str) -> str:
+        if value and not _NAME_RE.match(value):
+            raise ValueError(f"must be a Docker network name, got {value!r}")
+        return value
+
+    @field_validator("job_image_pull_policy")
+    @classmethod
+    def _pull_policy(cls, value: str) -> str:
+        allowed = ("IfNotPresent", "Always", "Never")
+        if value not in allowed:
+            raise ValueError(f"must be one of {', '.join(allowed)}, got {value!r}")
+        return value
+
+    @property
+    def socket_path(self) -> str | None:
+        """Host path of the Docker socket to mount, when the engine is reached over one."""
+        parts = urlsplit(self.docker_host)
+        return parts.path if parts.scheme == "unix" else None
 
 
 class LoggingConfig(_Group):
@@ -310,6 +560,9 @@ class StackConfig(_Group):
     postgres: PostgresConfig = PostgresConfig()
     redis: RedisConfig = RedisConfig()
     proxy: ProxyConfig = ProxyConfig()
+    tls: TlsConfig = TlsConfig()
+    auth: AuthConfig = AuthConfig()
+    worker: WorkerConfig = WorkerConfig()
     logging: LoggingConfig = LoggingConfig()
 
     @field_validator("name_prefix")
@@ -340,6 +593,7 @@ class StackConfig(_Group):
         problems = []
         ports = {
             "proxy.port": self.proxy.port,
+            "tls.httpPort": self.tls.http_port,
             "postgres.hostPort": self.postgres.host_port,
             "redis.hostPort": self.redis.host_port,
         }
@@ -357,9 +611,25 @@ class StackConfig(_Group):
                 f"{POSTGRES_CONNECTION_MARGIN}), got {self.postgres.max_connections}; "
                 f"raise it or set 0 to size it automatically"
             )
+        scheme = urlsplit(self.proxy.public_url).scheme
+        if self.tls.enabled and scheme != "https":
+            problems.append(
+                f"proxy.publicUrl must be an https URL when tls.enabled is true, got {self.proxy.public_url!r}"
+            )
+        if self.tls.http_port and not self.tls.enabled:
+            problems.append("tls.httpPort only applies with tls.enabled (it redirects to HTTPS); set it to 0")
         if problems:
             raise ValueError("; ".join(problems))
         return self
+
+    @property
+    def worker_image(self) -> str:
+        return self.worker.image or self.prefect.image
+
+    @property
+    def data_ports_published(self) -> bool:
+        """A published Postgres or Redis port needs a backend network with a route to the host."""
+        return bool(self.postgres.host_port or self.redis.host_port)
 
     @property
     def prefect_processes(self) -> int:
@@ -432,3 +702,56 @@ def load_config(raw: Mapping[str, Any]) -> StackConfig:
     if problems:
         raise ConfigError(problems)
     return config
+
+
+def _declared_type(annotation: Any) -> str:
+    if annotation is bool:
+        return "boolean"
+    if annotation is int:
+        return "integer"
+    if getattr(annotation, "__origin__", None) is tuple:
+        return "array"
+    return "string"
+
+
+def declared_default(field: Any) -> Any:
+    """A field's default as Pulumi.yaml and the README show it."""
+    default = field.default
+    if isinstance(default, SecretStr):
+        return default.get_secret_value()
+    if isinstance(default, tuple):
+        return list(default)
+    return default
+
+
+def pulumi_yaml_declarations() -> str:
+    """The `config:` block of Pulumi.yaml, generated from the model (python -m components.config yaml)."""
+    lines = ["config:"]
+    for key, field in config_keys().items():
+        kind = _declared_type(field.annotation)
+        lines.append(f"  {key}:")
+        lines.append(f"    type: {kind}")
+        if kind == "array":
+            lines.append("    items:")
+            lines.append("      type: string")
+        lines.append(f"    default: {json.dumps(declared_default(field))}")
+        lines.append(f"    description: {json.dumps(field.description)}")
+    return "\n".join(lines) + "\n"
+
+
+def readme_table() -> str:
+    """The README's configuration table (python -m components.config readme)."""
+    rows = ["| key | default | meaning |", "|---|---|---|"]
+    for key, field in config_keys().items():
+        default = declared_default(field)
+        shown = '""' if default == "" else json.dumps(default) if isinstance(default, list) else (
+            str(default).lower() if isinstance(default, bool) else str(default))
+        meaning = field.description.replace("<", "&lt;").replace(">", "&gt;").replace("|", "\\|")
+        rows.append(f"| `{key}` | `{shown}` | {meaning} |")
+    return "\n".join(rows) + "\n"
+
+
+if __name__ == "__main__":
+    import sys
+
+    print({"yaml": pulumi_yaml_declarations, "readme": readme_table}[sys.argv[1]](), end="")
