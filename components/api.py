@@ -59,7 +59,7 @@ class ApiServer(pulumi.ComponentResource):
                         "--host", "0.0.0.0", "--port", str(API_PORT), "--no-services",
                     ],
                     envs=env,
-                    networks_advanced=dc.network_attachment(place.network, alias, SERVICE_ALIAS),
+                    networks_advanced=[*dc.network_attachment(place.backend), *dc.network_attachment(place.edge, alias, SERVICE_ALIAS)],
                     healthcheck=dc.healthcheck(HEALTH_TEST, interval=5, timeout=5, retries=5, start_period=20),
                     restart="unless-stopped",
                     wait=True,

@@ -384,7 +384,7 @@ class TlsConfig(_Group):
 class AuthConfig(_Group):
     mode: str = Field(
         "none",
-        description="Who checks credentials: none, prefect (PREFECT_SERVER_API_AUTH_STRING on the server) or nginx (basic auth); never both.",
+        description="Who checks credentials: none, prefect (the Prefect server's own basic auth) or nginx (basic auth at the proxy); never both.",
     )
     username: str = Field("prefect", description="User name of the generated credentials.")
 

@@ -16,11 +16,16 @@ STACK_LABEL = f"{LABEL_PREFIX}.stack"
 
 @dataclass(frozen=True)
 class Placement:
-    """Where a component puts its containers: the stack's config, its name and network."""
+    """Where a component puts its containers: the stack's config, its name and networks.
+
+    ``backend`` holds Postgres, Redis and every Prefect server process and has no
+    route out; ``edge`` is where nginx, the API replicas, workers and flow runs meet.
+    """
 
     config: StackConfig
     stack: str
-    network: docker.Network
+    backend: docker.Network
+    edge: docker.Network
 
     @property
     def prefix(self) -> str:
@@ -109,3 +114,26 @@ def published(internal: int, external: int) -> list[docker.ContainerPortArgs]:
     if not external:
         return []
     return [docker.ContainerPortArgs(internal=internal, external=external)]
+
+
+NO_NEW_PRIVILEGES = "no-new-privileges:true"
+
+
+def hardening(
+    *, read_only: bool, tmpfs: Sequence[str] = (), cap_add: Sequence[str] = ()
+) -> dict:
+    """Container arguments that shrink what a compromised process can do: no
+    privilege gain through setuid binaries, every capability dropped but the ones
+    the image's entrypoint needs, and (where the image allows) a read-only root
+    filesystem with tmpfs scratch space. Nothing here is ever privileged.
+
+    Docker refuses file uploads into a read-only container, so read-only
+    containers take their files through the environment instead.
+    """
+    return {
+        "security_opts": [NO_NEW_PRIVILEGES],
+        "capabilities": docker.ContainerCapabilitiesArgs(drops=["ALL"], adds=sorted(cap_add) or None),
+        "read_only": read_only,
+        "tmpfs": {path: "rw,noexec,nosuid,size=64m" for path in tmpfs} or None,
+        "privileged": False,
+    }

@@ -68,7 +68,7 @@ class Migration(pulumi.ComponentResource):
                     file=REGISTER_BLOCKS_PATH, content=REGISTER_BLOCKS_SOURCE.read_text()
                 )
             ],
-            networks_advanced=dc.network_attachment(place.network),
+            networks_advanced=dc.network_attachment(place.backend),
             # Run to completion during `pulumi up` and report the exit code; rm
             # stays off because it breaks attach.
             attach=True,

@@ -1,4 +1,10 @@
-"""The stack's user-defined Docker network: containers find each other by alias."""
+"""The stack's two user-defined Docker networks: containers find each other by alias.
+
+backend: Postgres, Redis and the Prefect server processes. It is internal (no
+route in or out) unless a Postgres or Redis host port is published, which
+needs the route Docker's port mapping uses.
+edge: nginx, the API replicas, workers and the flow-run containers they start.
+"""
 
 from __future__ import annotations
 
@@ -9,17 +15,28 @@ from .docker_common import STACK_LABEL
 
 
 class StackNetwork(pulumi.ComponentResource):
-    network: docker.Network
+    backend: docker.Network
+    edge: docker.Network
 
-    def __init__(self, name: str, *, physical_name: str, stack: str, opts: pulumi.ResourceOptions | None = None):
+    def __init__(
+        self, name: str, *, prefix: str, stack: str, backend_internal: bool,
+        opts: pulumi.ResourceOptions | None = None,
+    ):
         super().__init__("prefect-ha:index:StackNetwork", name, None, opts)
-        self.network = docker.Network(
-            f"{name}-net",
-            name=physical_name,
+        labels = [docker.NetworkLabelArgs(label=STACK_LABEL, value=stack)]
+        self.backend = docker.Network(
+            f"{name}-backend",
+            name=f"{prefix}-backend",
             driver="bridge",
-            labels=[
-                docker.NetworkLabelArgs(label=STACK_LABEL, value=stack),
-            ],
+            internal=backend_internal,
+            labels=labels,
             opts=pulumi.ResourceOptions(parent=self),
         )
-        self.register_outputs({"name": self.network.name})
+        self.edge = docker.Network(
+            f"{name}-edge",
+            name=f"{prefix}-edge",
+            driver="bridge",
+            labels=labels,
+            opts=pulumi.ResourceOptions(parent=self),
+        )
+        self.register_outputs({"backend": self.backend.name, "edge": self.edge.name})

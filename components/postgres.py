@@ -49,7 +49,7 @@ class Postgres(pulumi.ComponentResource):
                 ]
             ),
             volumes=[docker.ContainerVolumeArgs(volume_name=self.volume.name, container_path=DATA_DIR)],
-            networks_advanced=dc.network_attachment(place.network, HOST_ALIAS),
+            networks_advanced=dc.network_attachment(place.backend, HOST_ALIAS),
             ports=dc.published(POSTGRES_PORT, pg.host_port),
             # Over TCP, so the init-time server (socket only) does not count as ready.
             healthcheck=dc.healthcheck(

@@ -62,7 +62,7 @@ class Proxy(pulumi.ComponentResource):
             command=["nginx", "-g", "daemon off;"],
             uploads=[docker.ContainerUploadArgs(file=CONFIG_PATH, content=self.nginx_conf)],
             envs=[f"TZ={config.timezone}"],
-            networks_advanced=dc.network_attachment(place.network, "nginx"),
+            networks_advanced=dc.network_attachment(place.edge, "nginx"),
             ports=dc.published(LISTEN_PORT, config.proxy.port),
             healthcheck=dc.healthcheck(
                 ["CMD", "curl", "-fsS", "-o", "/dev/null", f"http://127.0.0.1:{LISTEN_PORT}/nginx-health"],

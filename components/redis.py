@@ -57,7 +57,7 @@ class Redis(pulumi.ComponentResource):
             # redis-cli reads the password from REDISCLI_AUTH, keeping it out of `ps`.
             envs=password.apply(lambda pw: [f"REDISCLI_AUTH={pw}", f"TZ={config.timezone}"]),
             volumes=[docker.ContainerVolumeArgs(volume_name=self.volume.name, container_path="/data")],
-            networks_advanced=dc.network_attachment(place.network, HOST_ALIAS),
+            networks_advanced=dc.network_attachment(place.backend, HOST_ALIAS),
             ports=dc.published(REDIS_PORT, config.redis.host_port),
             healthcheck=dc.healthcheck(
                 ["CMD-SHELL", "redis-cli -h 127.0.0.1 ping | grep -q PONG"],

@@ -37,7 +37,7 @@ class BackgroundServices(pulumi.ComponentResource):
                     image=config.prefect.image,
                     command=["prefect", "server", "services", "start"],
                     envs=env,
-                    networks_advanced=dc.network_attachment(place.network),
+                    networks_advanced=dc.network_attachment(place.backend),
                     restart="unless-stopped",
                     labels=dc.gated_labels(place, "services", index, migration_succeeded),
                     **dc.log_args(config),

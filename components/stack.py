@@ -51,9 +51,11 @@ class PrefectHa(pulumi.ComponentResource):
         prefix = config.prefix(stack)
 
         self.secrets = StackSecrets(f"{name}-secrets", opts=child)
-        self.network = StackNetwork(f"{name}-network", physical_name=f"{prefix}-net", stack=stack, opts=child)
-        net = self.network.network
-        place = Placement(config=config, stack=stack, network=net)
+        self.network = StackNetwork(
+            f"{name}-network", prefix=prefix, stack=stack,
+            backend_internal=not config.data_ports_published, opts=child,
+        )
+        place = Placement(config=config, stack=stack, backend=self.network.backend, edge=self.network.edge)
         self.postgres = Postgres(f"{name}-postgres", place=place, password=self.secrets.postgres_password, opts=child)
         self.redis = Redis(f"{name}-redis", place=place, password=self.secrets.redis_password, opts=child)
         pg = config.postgres
@@ -98,7 +100,7 @@ class PrefectHa(pulumi.ComponentResource):
             "ui_url": f"{public}/",
             "health_url": f"{public}/api/health",
             "services": {
-                "network": net.name,
+                "networks": {"backend": self.network.backend.name, "edge": self.network.edge.name},
                 "postgres": f"{POSTGRES_HOST}:{POSTGRES_PORT}",
                 "redis": f"{REDIS_HOST}:{REDIS_PORT}",
                 "api": f"{SERVICE_ALIAS}:{API_PORT}",
