@@ -76,6 +76,8 @@ class Migration(pulumi.ComponentResource):
             rm=False,
             logs=True,
             restart="no",
+            # Not read-only: Docker refuses uploads into a read-only container.
+            **dc.hardening(read_only=False),
             labels=dc.labels(place.stack, "migration"),
             **dc.log_args(config),
             opts=dc.container_opts(self, depends_on=depends_on),

@@ -57,6 +57,8 @@ class Postgres(pulumi.ComponentResource):
                 interval=2, timeout=5, retries=15, start_period=10,
             ),
             restart="unless-stopped",
+            # The entrypoint chowns the data directory, then drops to the postgres user.
+            **dc.hardening(read_only=False, cap_add=["CHOWN", "DAC_OVERRIDE", "FOWNER", "SETGID", "SETUID"]),
             wait=True,
             wait_timeout=config.wait_timeout,
             labels=dc.labels(place.stack, "postgres"),

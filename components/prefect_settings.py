@@ -16,6 +16,19 @@ from .config import StackConfig
 
 Role = Literal["migration", "api", "services"]
 
+# Named where other code must find or check them (the policy pack, the tests).
+SERVER_AUTH_STRING = "PREFECT_SERVER_API_AUTH_STRING"
+CLIENT_AUTH_STRING = "PREFECT_API_AUTH_STRING"
+CLIENT_API_URL = "PREFECT_API_URL"
+# Not Prefect settings, but the image's and prefect-docker's contracts.
+DOCKER_CLIENT_TIMEOUT = "DOCKER_CLIENT_TIMEOUT"
+EXTRA_PIP_PACKAGES = "EXTRA_PIP_PACKAGES"
+# Where Prefect writes its home (profiles, the UI build it serves): tmpfs, so the
+# root filesystem can stay read-only.
+PREFECT_TMPFS = "/tmp"
+PREFECT_HOME_DIR = f"{PREFECT_TMPFS}/prefect-home"
+WORKER_HEALTH_PORT = 8080
+
 API_PORT = 4200
 POSTGRES_PORT = 5432
 REDIS_PORT = 6379
@@ -32,6 +45,7 @@ class Endpoints:
     database_url: pulumi.Output[str]  # secret, percent-encoded
     docket_url: pulumi.Output[str]  # secret, percent-encoded
     redis_password: pulumi.Output[str]  # secret
+    auth_string: pulumi.Output[str] | None = None  # secret user:password, when auth.mode is prefect
 
 
 def _env(name: str, value: object) -> pulumi.Input[str]:
@@ -70,6 +84,7 @@ def server_env(config: StackConfig, ep: Endpoints, role: Role) -> list[pulumi.In
     """Environment of one Prefect server process of the given role."""
     env: list[pulumi.Input[str]] = [
         _env("TZ", config.timezone),
+        _env("PREFECT_HOME", PREFECT_HOME_DIR),
         _env("PREFECT_SERVER_DATABASE_CONNECTION_URL", ep.database_url),
         _env("PREFECT_SERVER_ANALYTICS_ENABLED", False),
         _env("PREFECT_LOGGING_SERVER_LEVEL", config.prefect.log_level),
@@ -87,17 +102,43 @@ def server_env(config: StackConfig, ep: Endpoints, role: Role) -> list[pulumi.In
         _env("PREFECT_SERVER_REGISTER_BLOCKS_ON_START", False),
         *_redis(ep),
     ]
+    if ep.auth_string is not None:
+        env.append(_env(SERVER_AUTH_STRING, ep.auth_string))
     if role == "api":
         env += [
             # The browser calls this; without it the UI is told 0.0.0.0 or 127.0.0.1.
             _env("PREFECT_SERVER_UI_API_URL", f"{config.proxy.public_url}/api"),
             _env("PREFECT_SERVER_API_KEEPALIVE_TIMEOUT", config.api.keepalive_timeout),
+            _env("PREFECT_SERVER_API_CSRF_PROTECTION_ENABLED", config.api.csrf_protection),
         ]
     else:
         env.append(_env("PREFECT_SERVER_UI_ENABLED", False))
     return env
 
 
-def client_env(api_url: str) -> dict[str, str]:
-    """What a Prefect client profile needs to talk to this stack."""
-    return {"PREFECT_API_URL": api_url}
+def client_env(api_url: str, auth_string: pulumi.Output[str] | None) -> pulumi.Output[dict[str, str]]:
+    """What a Prefect client profile needs to talk to this stack (secret when it holds credentials)."""
+    if auth_string is None:
+        return pulumi.Output.from_input({CLIENT_API_URL: api_url})
+    return auth_string.apply(lambda auth: {CLIENT_API_URL: api_url, CLIENT_AUTH_STRING: auth})
+
+
+def worker_env(config: StackConfig, api_url: str, auth_string: pulumi.Output[str] | None) -> list[pulumi.Input[str]]:
+    """Environment of a Prefect Docker worker. Flow-run containers inherit the
+    client settings (API URL, auth string) from it through prefect-docker."""
+    worker = config.worker
+    env: list[pulumi.Input[str]] = [
+        _env("TZ", config.timezone),
+        _env("PREFECT_HOME", PREFECT_HOME_DIR),
+        _env(CLIENT_API_URL, api_url),
+        _env("PREFECT_WORKER_WEBSERVER_HOST", "0.0.0.0"),
+        _env("PREFECT_WORKER_WEBSERVER_PORT", WORKER_HEALTH_PORT),
+        _env("PREFECT_LOGGING_LEVEL", config.prefect.log_level),
+        _env("DOCKER_HOST", worker.docker_host),
+        _env(DOCKER_CLIENT_TIMEOUT, worker.docker_client_timeout),
+    ]
+    if worker.extra_pip_packages:
+        env.append(_env(EXTRA_PIP_PACKAGES, worker.extra_pip_packages))
+    if auth_string is not None:
+        env.append(_env(CLIENT_AUTH_STRING, auth_string))
+    return env

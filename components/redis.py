@@ -64,6 +64,8 @@ class Redis(pulumi.ComponentResource):
                 interval=2, timeout=5, retries=15, start_period=5,
             ),
             restart="unless-stopped",
+            # The entrypoint chowns /data, then drops to the redis user.
+            **dc.hardening(read_only=False, cap_add=["CHOWN", "SETGID", "SETUID"]),
             wait=True,
             wait_timeout=config.wait_timeout,
             labels=dc.labels(place.stack, "redis"),

@@ -12,12 +12,16 @@ PASSWORD_LENGTH = 32
 
 
 class StackSecrets(pulumi.ComponentResource):
-    """Passwords for the Postgres role and for Redis."""
+    """Passwords for the Postgres role and for Redis, and the API credentials when auth is on."""
 
     postgres_password: pulumi.Output[str]
     redis_password: pulumi.Output[str]
+    auth_string: pulumi.Output[str] | None
+    """``user:password`` as Prefect clients send it (PREFECT_API_AUTH_STRING)."""
+    htpasswd: pulumi.Output[str] | None
+    """nginx's auth_basic_user_file line: the user and the password's bcrypt hash."""
 
-    def __init__(self, name: str, opts: pulumi.ResourceOptions | None = None):
+    def __init__(self, name: str, *, auth_username: str | None = None, opts: pulumi.ResourceOptions | None = None):
         super().__init__("prefect-ha:index:StackSecrets", name, None, opts)
         child = pulumi.ResourceOptions(parent=self)
         self.postgres = random.RandomPassword(
@@ -40,6 +44,21 @@ class StackSecrets(pulumi.ComponentResource):
         )
         self.postgres_password = pulumi.Output.secret(self.postgres.result)
         self.redis_password = pulumi.Output.secret(self.redis.result)
+        self.auth_string = self.htpasswd = None
+        if auth_username is not None:
+            # The bcrypt hash is computed once and kept in state, so nginx's
+            # htpasswd (and its container) does not change on every `pulumi up`.
+            self.auth = random.RandomPassword(
+                f"{name}-auth",
+                length=PASSWORD_LENGTH,
+                special=True,
+                override_special="-_.~!*+=",
+                min_special=2,
+                opts=child,
+            )
+            self.auth_string = pulumi.Output.secret(self.auth.result.apply(lambda pw: f"{auth_username}:{pw}"))
+            self.htpasswd = pulumi.Output.secret(self.auth.bcrypt_hash.apply(lambda h: f"{auth_username}:{h}\n"))
         self.register_outputs(
-            {"postgres_password": self.postgres_password, "redis_password": self.redis_password}
+            {"postgres_password": self.postgres_password, "redis_password": self.redis_password,
+             "auth_string": self.auth_string}
         )

@@ -14,6 +14,8 @@ from .network import StackNetwork
 from .postgres import HOST_ALIAS as POSTGRES_HOST, Postgres
 from .prefect_settings import API_PORT, POSTGRES_PORT, REDIS_DOCKET_DB, REDIS_PORT, Endpoints, client_env
 from .proxy import Proxy
+from .tls import EdgeTls
+from .worker import DockerWorkers
 from .redis import HOST_ALIAS as REDIS_HOST, Redis
 from .secrets import StackSecrets
 from .services import BackgroundServices
@@ -50,7 +52,10 @@ class PrefectHa(pulumi.ComponentResource):
         child = pulumi.ResourceOptions(parent=self)
         prefix = config.prefix(stack)
 
-        self.secrets = StackSecrets(f"{name}-secrets", opts=child)
+        auth = config.auth
+        self.secrets = StackSecrets(
+            f"{name}-secrets", auth_username=auth.username if auth.enabled else None, opts=child
+        )
         self.network = StackNetwork(
             f"{name}-network", prefix=prefix, stack=stack,
             backend_internal=not config.data_ports_published, opts=child,
@@ -72,6 +77,7 @@ class PrefectHa(pulumi.ComponentResource):
                 )
             ),
             redis_password=self.secrets.redis_password,
+            auth_string=self.secrets.auth_string if auth.mode == "prefect" else None,
         )
         data_stores = [self.postgres.container, self.redis.container]
         self.migration = Migration(
@@ -89,9 +95,19 @@ class PrefectHa(pulumi.ComponentResource):
             f"{name}-services", place=place, endpoints=self.endpoints,
             migration_succeeded=self.migration.succeeded, depends_on=after_migration, opts=child,
         )
+        self.tls = EdgeTls(f"{name}-tls", config=config, opts=child) if config.tls.enabled else None
         self.proxy = Proxy(
-            f"{name}-proxy", place=place, upstream_hosts=self.api.aliases, upstreams=self.api.replicas, opts=child,
+            f"{name}-proxy", place=place, upstream_hosts=self.api.aliases, upstreams=self.api.replicas,
+            tls=self.tls, htpasswd=self.secrets.htpasswd if auth.mode == "nginx" else None, opts=child,
         )
+        self.workers = None
+        if config.worker.enabled:
+            # Inside the stack the API is reached by its alias on the edge network.
+            self.workers = DockerWorkers(
+                f"{name}-worker", place=place,
+                api_url=config.worker.api_url or f"http://{SERVICE_ALIAS}:{API_PORT}/api",
+                auth_string=self.secrets.auth_string, depends_on=self.api.replicas, opts=child,
+            )
 
         public = config.proxy.public_url
         self.api_url = f"{public}/api"
@@ -113,9 +129,20 @@ class PrefectHa(pulumi.ComponentResource):
                 "api": [c.name for c in self.api.replicas],
                 "services": [c.name for c in self.services.containers],
                 "proxy": self.proxy.container.name,
+                **({"workers": [c.name for c in self.workers.containers]} if self.workers else {}),
             },
             "postgres_volume": self.postgres.volume.name,
-            "client_env": pulumi.Output.secret(client_env(self.api_url)),
+            "client_env": pulumi.Output.secret(client_env(self.api_url, self.secrets.auth_string)),
+            # Reviewable in previews: the nginx container's own env is secret as a whole.
+            "nginx_conf": self.proxy.nginx_conf,
         }
+        if self.tls is not None:
+            self.outputs["ca_certificate"] = self.tls.ca_certificate
+        if self.workers is not None:
+            pool = config.worker.pool
+            self.outputs["work_pool"] = pool
+            self.outputs["deploy_command"] = (
+                f"prefect deploy <path/to/flows.py>:<flow> --name <deployment> --pool {pool}"
+            )
         self.register_outputs(self.outputs)
 

@@ -15,7 +15,9 @@ real program runs under ``pulumi.runtime.set_mocks`` and this class's
   ``exitCode``.
 - ``random:index/randomPassword:RandomPassword``: a really random password from
   the program's own length and special-character set, drawn until it holds at
-  least one character that percent-encoding changes.
+  least one character that percent-encoding changes, and its bcrypt hash.
+- ``tls:index/*``: real keys and certificates (tests/tls_mocks.py), so nginx
+  serves a genuinely generated CA-signed certificate.
 
 The Pulumi engine registers a resource only after everything it depends on has
 returned from here, so containers start in the program's own dependency order;
@@ -42,19 +44,27 @@ from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import quote
 
+import bcrypt
 import docker
 import pulumi
 from docker.types import LogConfig
 
 from harness import Run, StackMocks, _unwrap
+from tls_mocks import tls_state
 
 TEST_LABEL = "prefect-ha-test.run"
+TLS_TYPES = (
+    "tls:index/privateKey:PrivateKey",
+    "tls:index/selfSignedCert:SelfSignedCert",
+    "tls:index/certRequest:CertRequest",
+    "tls:index/locallySignedCert:LocallySignedCert",
+)
 
 # Container inputs this double maps to Docker; anything else is an error.
 HANDLED_CONTAINER_INPUTS = {
     "name", "image", "command", "envs", "labels", "logDriver", "logOpts", "restart", "healthcheck",
     "ports", "volumes", "networksAdvanced", "uploads", "wait", "waitTimeout", "attach", "mustRun",
-    "rm", "logs",
+    "rm", "logs", "securityOpts", "capabilities", "readOnly", "tmpfs", "privileged",
 }
 
 
@@ -97,6 +107,7 @@ class DockerMocks(StackMocks):
     def new_resource(self, args: pulumi.runtime.MockResourceArgs):
         handler = {
             "random:index/randomPassword:RandomPassword": self._password,
+            **{typ: self._tls for typ in TLS_TYPES},
             "docker:index/network:Network": self._network,
             "docker:index/volume:Volume": self._volume,
             "docker:index/container:Container": self._container,
@@ -128,13 +139,18 @@ class DockerMocks(StackMocks):
             if sum(c in specials for c in candidate) >= min_special and quote(candidate, safe="") != candidate:
                 break
         self.passwords.append(candidate)
-        return f"{args.name}-id", {**inputs, "result": candidate}
+        # Go's bcrypt, as the provider uses, writes $2a$; nginx's crypt() reads both.
+        hashed = bcrypt.hashpw(candidate.encode(), bcrypt.gensalt(rounds=10, prefix=b"2a")).decode()
+        return f"{args.name}-id", {**inputs, "result": candidate, "bcryptHash": hashed}
+
+    def _tls(self, args):
+        return f"{args.name}-id", tls_state(args.typ, args.inputs)
 
     def _network(self, args):
         inputs = args.inputs
         network = self.client.networks.create(
             inputs["name"], driver=inputs.get("driver") or "bridge", labels=self._labels(inputs.get("labels")),
-            check_duplicate=True,
+            internal=bool(inputs.get("internal")), check_duplicate=True,
         )
         self._record("network", network.id, inputs["name"], args.name)
         return network.id, {**inputs, "name": inputs["name"]}
@@ -154,13 +170,25 @@ class DockerMocks(StackMocks):
         name = inputs["name"]
         networks = inputs.get("networksAdvanced") or []
         first, rest = (networks[0], networks[1:]) if networks else (None, [])
+        caps = inputs.get("capabilities") or {}
         host_config = api.create_host_config(
             restart_policy={"Name": inputs.get("restart") or "no"},
             log_config=LogConfig(type=inputs.get("logDriver") or "json-file", config=inputs.get("logOpts") or {}),
             # Numbers come back from the engine's wire format as floats.
             port_bindings={f"{int(p['internal'])}/tcp": ("0.0.0.0", int(p["external"])) for p in inputs.get("ports") or []},
-            binds={v["volumeName"]: {"bind": v["containerPath"], "mode": "rw"} for v in inputs.get("volumes") or []},
+            binds={
+                (v.get("volumeName") or v["hostPath"]): {
+                    "bind": v["containerPath"], "mode": "ro" if v.get("readOnly") else "rw",
+                }
+                for v in inputs.get("volumes") or []
+            },
             network_mode=first["name"] if first else None,
+            security_opt=inputs.get("securityOpts") or None,
+            cap_drop=caps.get("drops") or None,
+            cap_add=caps.get("adds") or None,
+            read_only=bool(inputs.get("readOnly")),
+            tmpfs=inputs.get("tmpfs") or None,
+            privileged=bool(inputs.get("privileged")),
         )
         hc = inputs.get("healthcheck")
         kwargs: dict[str, Any] = dict(

@@ -1,0 +1,149 @@
+"""Prefect Docker workers: flow runs in containers of their own, next to the server.
+
+A one-shot container creates or updates the work pool (type docker, with the
+stack's job defaults) once the API is healthy; the workers start after it
+exited 0, so several replicas never race to create the pool.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Sequence
+
+import pulumi
+import pulumi_docker as docker
+
+from . import docker_common as dc
+from .prefect_settings import PREFECT_TMPFS, WORKER_HEALTH_PORT, worker_env
+
+ENSURE_POOL_SOURCE = Path(__file__).parent / "scripts" / "ensure_work_pool.py"
+ENSURE_POOL_PATH = "/opt/prefect-ha/ensure_work_pool.py"
+POOL_SPEC_ENV = "PREFECT_HA_WORK_POOL"
+POOL_TYPE = "docker"
+HEALTH_TEST = [
+    "CMD",
+    "python",
+    "-c",
+    "import sys, urllib.request; "
+    f"sys.exit(0 if urllib.request.urlopen('http://127.0.0.1:{WORKER_HEALTH_PORT}/health', timeout=4).status == 200 else 1)",
+]
+
+
+class WorkPoolSetupFailed(pulumi.RunError):
+    """Stops `pulumi up` before any worker starts, with the exit code and no traceback."""
+
+
+def check_pool_setup(container_name: str, exit_code: int | None) -> int:
+    if exit_code is None or int(exit_code) != 0:
+        code = "unknown" if exit_code is None else int(exit_code)
+        raise WorkPoolSetupFailed(
+            f"work-pool container {container_name} exited with code {code}; no worker was started. "
+            f"Read its output with: docker logs {container_name}"
+        )
+    return int(exit_code)
+
+
+def job_defaults(place: dc.Placement, edge_network_name: str) -> dict:
+    """Defaults of the pool's job variables: flow-run containers join a network
+    on which the API answers, pull as configured, and go away when done."""
+    worker = place.config.worker
+    return {
+        "networks": [worker.job_network or edge_network_name],
+        "image_pull_policy": worker.job_image_pull_policy,
+        "auto_remove": worker.job_auto_remove,
+    }
+
+
+def worker_command(pool: str, name: str, limit: int) -> list[str]:
+    command = ["prefect", "worker", "start", "--pool", pool, "--type", POOL_TYPE, "--name", name, "--with-healthcheck"]
+    if limit:
+        command += ["--limit", str(limit)]
+    return command
+
+
+class DockerWorkers(pulumi.ComponentResource):
+    pool_setup: docker.Container
+    containers: list[docker.Container]
+    api_url: str
+
+    def __init__(
+        self,
+        name: str,
+        *,
+        place: dc.Placement,
+        api_url: str,
+        auth_string: pulumi.Output[str] | None,
+        depends_on: Sequence[pulumi.Resource] = (),
+        opts: pulumi.ResourceOptions | None = None,
+    ):
+        super().__init__("prefect-ha:index:DockerWorkers", name, None, opts)
+        config, worker = place.config, place.config.worker
+        self.api_url = api_url
+        env = worker_env(config, api_url, auth_string)
+        socket = worker.socket_path
+        socket_mount = [docker.ContainerVolumeArgs(host_path=socket, container_path=socket, read_only=True)] if socket else []
+        spec = place.edge.name.apply(
+            lambda edge: json.dumps({
+                "name": worker.pool,
+                "concurrency_limit": worker.pool_concurrency_limit or None,
+                "job_defaults": job_defaults(place, edge),
+            }, sort_keys=True)
+        )
+        setup_name = place.name("work-pool")
+        self.pool_setup = docker.Container(
+            f"{name}-pool",
+            name=setup_name,
+            image=config.worker_image,
+            command=["python", ENSURE_POOL_PATH],
+            envs=pulumi.Output.all(spec, *env).apply(
+                lambda values: [f"{POOL_SPEC_ENV}={values[0]}", *values[1:]]
+            ),
+            uploads=[docker.ContainerUploadArgs(file=ENSURE_POOL_PATH, content=ENSURE_POOL_SOURCE.read_text())],
+            networks_advanced=dc.network_attachment(place.edge),
+            attach=True,
+            must_run=False,
+            rm=False,
+            logs=True,
+            restart="no",
+            # Not read-only: Docker refuses uploads into a read-only container.
+            **dc.hardening(read_only=False),
+            labels=dc.labels(place.stack, "work-pool"),
+            **dc.log_args(config),
+            opts=dc.container_opts(self, depends_on=depends_on),
+        )
+        pool_ready = self.pool_setup.exit_code.apply(lambda code: check_pool_setup(setup_name, code))
+
+        self.containers = []
+        for index in range(1, worker.replicas + 1):
+            container_name = place.name(f"worker-{index}")
+            self.containers.append(
+                docker.Container(
+                    f"{name}-{index}",
+                    name=container_name,
+                    image=config.worker_image,
+                    command=worker_command(worker.pool, container_name, worker.limit),
+                    envs=env,
+                    # Whoever can use the Docker socket controls the host (see README):
+                    # read-only stops writes to the socket file, not API calls.
+                    volumes=socket_mount,
+                    networks_advanced=dc.network_attachment(place.edge),
+                    healthcheck=dc.healthcheck(
+                        HEALTH_TEST, interval=10, timeout=5, retries=6,
+                        # installing EXTRA_PIP_PACKAGES at start takes a while
+                        start_period=180 if worker.extra_pip_packages else 30,
+                    ),
+                    restart="unless-stopped",
+                    wait=True,
+                    wait_timeout=config.wait_timeout,
+                    # pip installs EXTRA_PIP_PACKAGES into the image's site-packages at start.
+                    **dc.hardening(read_only=not worker.extra_pip_packages, tmpfs=[PREFECT_TMPFS]),
+                    labels=dc.labels(
+                        place.stack, "worker", replica=str(index), pool=worker.pool,
+                        **{"work-pool-exit-code": pool_ready.apply(str)},
+                    ),
+                    **dc.log_args(config),
+                    opts=dc.container_opts(self, depends_on=[*depends_on, self.pool_setup]),
+                )
+            )
+        self.register_outputs({"pool": worker.pool, "container_names": [c.name for c in self.containers]})
