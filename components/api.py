@@ -8,7 +8,7 @@ import pulumi
 import pulumi_docker as docker
 
 from . import docker_common as dc
-from .prefect_settings import API_PORT, PREFECT_TMPFS, Endpoints, server_env
+from .prefect_settings import API_PORT, SCRATCH_DIR, Endpoints, server_env
 
 SERVICE_ALIAS = "prefect-api"
 HEALTH_PATH = "/api/health"
@@ -62,7 +62,7 @@ class ApiServer(pulumi.ComponentResource):
                     networks_advanced=[*dc.network_attachment(place.backend), *dc.network_attachment(place.edge, alias, SERVICE_ALIAS)],
                     healthcheck=dc.healthcheck(HEALTH_TEST, interval=5, timeout=5, retries=5, start_period=20),
                     restart="unless-stopped",
-                    **dc.hardening(read_only=True, tmpfs=[PREFECT_TMPFS]),
+                    **dc.hardening(read_only=True, tmpfs=[SCRATCH_DIR]),
                     wait=True,
                     wait_timeout=config.wait_timeout,
                     labels=dc.gated_labels(place, "api", index, migration_succeeded),

@@ -61,7 +61,8 @@ class Postgres(pulumi.ComponentResource):
             **dc.hardening(read_only=False, cap_add=["CHOWN", "DAC_OVERRIDE", "FOWNER", "SETGID", "SETUID"]),
             wait=True,
             wait_timeout=config.wait_timeout,
-            labels=dc.labels(place.stack, "postgres"),
+            # Declared for the policy pack, which cannot see retain_on_delete.
+            labels=dc.labels(place.stack, "postgres", **{"data-volume": "retained" if pg.retain_volume else "disposable"}),
             **dc.log_args(config),
             opts=dc.container_opts(self),
         )

@@ -25,8 +25,8 @@ DOCKER_CLIENT_TIMEOUT = "DOCKER_CLIENT_TIMEOUT"
 EXTRA_PIP_PACKAGES = "EXTRA_PIP_PACKAGES"
 # Where Prefect writes its home (profiles, the UI build it serves): tmpfs, so the
 # root filesystem can stay read-only.
-PREFECT_TMPFS = "/tmp"
-PREFECT_HOME_DIR = f"{PREFECT_TMPFS}/prefect-home"
+SCRATCH_DIR = "/tmp"
+HOME_DIR = f"{SCRATCH_DIR}/prefect-home"
 WORKER_HEALTH_PORT = 8080
 
 API_PORT = 4200
@@ -80,11 +80,14 @@ def _redis(ep: Endpoints) -> list[pulumi.Input[str]]:
     ]
 
 
+def _common(config: StackConfig) -> list[pulumi.Input[str]]:
+    return [_env("TZ", config.timezone), _env("PREFECT_HOME", HOME_DIR)]
+
+
 def server_env(config: StackConfig, ep: Endpoints, role: Role) -> list[pulumi.Input[str]]:
     """Environment of one Prefect server process of the given role."""
     env: list[pulumi.Input[str]] = [
-        _env("TZ", config.timezone),
-        _env("PREFECT_HOME", PREFECT_HOME_DIR),
+        *_common(config),
         _env("PREFECT_SERVER_DATABASE_CONNECTION_URL", ep.database_url),
         _env("PREFECT_SERVER_ANALYTICS_ENABLED", False),
         _env("PREFECT_LOGGING_SERVER_LEVEL", config.prefect.log_level),
@@ -128,8 +131,7 @@ def worker_env(config: StackConfig, api_url: str, auth_string: pulumi.Output[str
     client settings (API URL, auth string) from it through prefect-docker."""
     worker = config.worker
     env: list[pulumi.Input[str]] = [
-        _env("TZ", config.timezone),
-        _env("PREFECT_HOME", PREFECT_HOME_DIR),
+        *_common(config),
         _env(CLIENT_API_URL, api_url),
         _env("PREFECT_WORKER_WEBSERVER_HOST", "0.0.0.0"),
         _env("PREFECT_WORKER_WEBSERVER_PORT", WORKER_HEALTH_PORT),

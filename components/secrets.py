@@ -17,7 +17,7 @@ class StackSecrets(pulumi.ComponentResource):
     postgres_password: pulumi.Output[str]
     redis_password: pulumi.Output[str]
     auth_string: pulumi.Output[str] | None
-    """``user:password`` as Prefect clients send it (PREFECT_API_AUTH_STRING)."""
+    """``user:password`` as Prefect clients send it in their auth-string setting."""
     htpasswd: pulumi.Output[str] | None
     """nginx's auth_basic_user_file line: the user and the password's bcrypt hash."""
 

@@ -8,7 +8,7 @@ import pulumi
 import pulumi_docker as docker
 
 from . import docker_common as dc
-from .prefect_settings import PREFECT_TMPFS, Endpoints, server_env
+from .prefect_settings import SCRATCH_DIR, Endpoints, server_env
 
 
 class BackgroundServices(pulumi.ComponentResource):
@@ -39,7 +39,7 @@ class BackgroundServices(pulumi.ComponentResource):
                     envs=env,
                     networks_advanced=dc.network_attachment(place.backend),
                     restart="unless-stopped",
-                    **dc.hardening(read_only=True, tmpfs=[PREFECT_TMPFS]),
+                    **dc.hardening(read_only=True, tmpfs=[SCRATCH_DIR]),
                     labels=dc.gated_labels(place, "services", index, migration_succeeded),
                     **dc.log_args(config),
                     opts=dc.container_opts(self, depends_on=depends_on),

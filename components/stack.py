@@ -142,7 +142,8 @@ class PrefectHa(pulumi.ComponentResource):
             pool = config.worker.pool
             self.outputs["work_pool"] = pool
             self.outputs["deploy_command"] = (
-                f"prefect deploy <path/to/flows.py>:<flow> --name <deployment> --pool {pool}"
+                f"prefect --no-prompt deploy <path/to/flows.py>:<flow> --name <deployment> --pool {pool} "
+                f"--job-variable image=<image holding your flow code>"
             )
         self.register_outputs(self.outputs)
 

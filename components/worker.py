@@ -15,11 +15,11 @@ import pulumi
 import pulumi_docker as docker
 
 from . import docker_common as dc
-from .prefect_settings import PREFECT_TMPFS, WORKER_HEALTH_PORT, worker_env
+from .prefect_settings import SCRATCH_DIR, WORKER_HEALTH_PORT, worker_env
 
 ENSURE_POOL_SOURCE = Path(__file__).parent / "scripts" / "ensure_work_pool.py"
 ENSURE_POOL_PATH = "/opt/prefect-ha/ensure_work_pool.py"
-POOL_SPEC_ENV = "PREFECT_HA_WORK_POOL"
+POOL_SPEC_ENV = "WORK_POOL_SPEC"
 POOL_TYPE = "docker"
 HEALTH_TEST = [
     "CMD",
@@ -137,7 +137,7 @@ class DockerWorkers(pulumi.ComponentResource):
                     wait=True,
                     wait_timeout=config.wait_timeout,
                     # pip installs EXTRA_PIP_PACKAGES into the image's site-packages at start.
-                    **dc.hardening(read_only=not worker.extra_pip_packages, tmpfs=[PREFECT_TMPFS]),
+                    **dc.hardening(read_only=not worker.extra_pip_packages, tmpfs=[SCRATCH_DIR]),
                     labels=dc.labels(
                         place.stack, "worker", replica=str(index), pool=worker.pool,
                         **{"work-pool-exit-code": pool_ready.apply(str)},

@@ -53,6 +53,17 @@ class Registration:
         value = self.raw_inputs.get(key)
         return isinstance(value, dict) and value.get(SECRET_SIG) == SECRET_VALUE
 
+    def secret_envs(self) -> set[str]:
+        """Names of the env entries sent as secrets (the whole list counts for each entry)."""
+        raw = self.raw_inputs.get("envs")
+        entries = _unwrap(raw) or []
+        if self.input_is_secret("envs"):
+            return {e.split("=", 1)[0] for e in entries}
+        return {
+            e.split("=", 1)[0] for e, r in zip(entries, raw)
+            if isinstance(r, dict) and r.get(SECRET_SIG) == SECRET_VALUE
+        }
+
     def all_dependencies(self) -> set[str]:
         deps = set(self.dependencies)
         for urns in self.property_dependencies.values():
@@ -98,6 +109,11 @@ class StackMocks(pulumi.runtime.Mocks):
         state = dict(args.inputs)
         if args.typ == "random:index/randomPassword:RandomPassword":
             state["result"] = self.password
+            state["bcryptHash"] = "$2a$10$" + "x" * 53  # shape only; the Docker double hashes for real
+        if args.typ.startswith("tls:index/"):
+            from tls_mocks import tls_state
+
+            state = tls_state(args.typ, _unwrap(dict(args.inputs))) or state
         if args.typ == "docker:index/container:Container":
             state["exitCode"] = self.exit_codes.get(args.inputs.get("name", ""), 0)
         return f"{args.name}-id", state

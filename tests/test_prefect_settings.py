@@ -44,7 +44,7 @@ def test_no_legacy_alias_is_emitted(stack_run):
 def test_api_replicas_env(stack_run):
     stack, run = stack_run
     env = env_of(run, "-api-1")
-    public = "http://localhost:4200" if stack == "dev" else "http://prefect.example.internal:4200"
+    public = "http://localhost:4200" if stack == "dev" else "https://prefect.example.internal"
     assert env["PREFECT_SERVER_UI_API_URL"] == f"{public}/api"
     assert env["PREFECT_SERVER_ANALYTICS_ENABLED"] == "false"
     assert env["TZ"] == "UTC"
@@ -81,6 +81,7 @@ def test_timezone_reaches_every_container():
 def test_ui_is_told_the_public_url_never_a_bind_address(url):
     from harness import run_program
 
-    run = run_program("prod", {"proxy.publicUrl": url})
+    tls = url.startswith("https")
+    run = run_program("prod", {"proxy.publicUrl": url, "tls.enabled": tls, "tls.httpPort": 80 if tls else 0})
     assert env_of(run, "-api-2")["PREFECT_SERVER_UI_API_URL"] == f"{url}/api"
     assert run.outputs["api_url"] == f"{url}/api"

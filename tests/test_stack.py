@@ -18,19 +18,24 @@ def test_every_resource_is_parented_and_of_the_expected_type(stack_run):
     stack, run = stack_run
     replicas = 3 if stack == "prod" else 1
     prefix = f"prefect-ha-{stack}"
+    # dev runs a Docker worker; prod has TLS and auth (a third password) instead.
+    workers = {f"{prefix}-work-pool", f"{prefix}-worker-1"} if stack == "dev" else set()
     assert names(run) == {
         f"{prefix}-postgres", f"{prefix}-redis", f"{prefix}-migrate", f"{prefix}-services-1", f"{prefix}-nginx",
-        *(f"{prefix}-api-{i}" for i in range(1, replicas + 1)),
+        *(f"{prefix}-api-{i}" for i in range(1, replicas + 1)), *workers,
     }
     counts = {}
     for r in run.registrations:
         counts[r.type] = counts.get(r.type, 0) + 1
-    assert counts["docker:index/network:Network"] == 1
+    assert counts["docker:index/network:Network"] == 2
     assert counts["docker:index/volume:Volume"] == 2
-    assert counts["random:index/randomPassword:RandomPassword"] == 2
-    for token in ("PrefectHa", "StackSecrets", "StackNetwork", "Postgres", "Redis", "Migration", "ApiServer",
-                  "BackgroundServices", "Proxy"):
+    assert counts["random:index/randomPassword:RandomPassword"] == (3 if stack == "prod" else 2)
+    tokens = ["PrefectHa", "StackSecrets", "StackNetwork", "Postgres", "Redis", "Migration", "ApiServer",
+              "BackgroundServices", "Proxy", "EdgeTls" if stack == "prod" else "DockerWorkers"]
+    for token in tokens:
         assert counts[f"prefect-ha:index:{token}"] == 1, token
+    assert counts.get("prefect-ha:index:EdgeTls", 0) == (1 if stack == "prod" else 0)
+    assert counts.get("prefect-ha:index:DockerWorkers", 0) == (1 if stack == "dev" else 0)
     stack_urn = [r.urn for r in run.registrations if r.type == "pulumi:pulumi:Stack"]
     for r in run.registrations:
         if r.type.startswith("pulumi:pulumi:Stack") or r.type == "prefect-ha:index:PrefectHa":
@@ -54,15 +59,20 @@ def test_key_container_inputs(stack_run):
     for name, r in c.items():
         assert r.inputs["logDriver"] == "json-file", name
         assert r.inputs["logOpts"] == {"max-size": "10m", "max-file": "3"}, name
-        assert r.inputs["networksAdvanced"][0]["name"] == f"{prefix}-net", name
-        if name.endswith("-migrate"):
+        if name.endswith(("-migrate", "-work-pool")):
             assert r.inputs["restart"] == "no"
         else:
             assert r.inputs["restart"] == "unless-stopped", name
-    aliases = {n: r.inputs["networksAdvanced"][0].get("aliases", []) for n, r in c.items()}
-    assert aliases[f"{prefix}-postgres"] == ["postgres"]
-    assert aliases[f"{prefix}-redis"] == ["redis"]
-    assert aliases[f"{prefix}-api-1"] == ["prefect-api-1", "prefect-api"]
+    networks = {n: {a["name"]: a.get("aliases", []) for a in r.inputs["networksAdvanced"]} for n, r in c.items()}
+    backend, edge = f"{prefix}-backend", f"{prefix}-edge"
+    assert networks[f"{prefix}-postgres"] == {backend: ["postgres"]}
+    assert networks[f"{prefix}-redis"] == {backend: ["redis"]}
+    assert networks[f"{prefix}-migrate"] == {backend: []}
+    assert networks[f"{prefix}-services-1"] == {backend: []}
+    assert networks[f"{prefix}-api-1"] == {backend: [], edge: ["prefect-api-1", "prefect-api"]}
+    assert networks[f"{prefix}-nginx"] == {edge: ["nginx"]}
+    if stack == "dev":
+        assert networks[f"{prefix}-worker-1"] == {edge: []}
 
 
 def test_waits_healthchecks_and_replacement_options(stack_run):
@@ -70,7 +80,7 @@ def test_waits_healthchecks_and_replacement_options(stack_run):
     for name, r in run.containers().items():
         assert r.delete_before_replace, f"{name}: fixed name needs delete_before_replace"
         hc = r.inputs.get("healthcheck")
-        if name.endswith(("-migrate", "-services-1")):
+        if name.endswith(("-migrate", "-services-1", "-work-pool")):
             assert not r.inputs.get("wait"), name
             continue
         assert r.inputs["wait"] is True and r.inputs["waitTimeout"] == 300, name
@@ -108,7 +118,8 @@ def test_host_ports(stack_run):
     c = run.containers()
     published = {n: [p["external"] for p in r.inputs.get("ports", [])] for n, r in c.items()}
     prefix = f"prefect-ha-{stack}"
-    assert published[f"{prefix}-nginx"] == [4200]
+    # prod: HTTPS on 443 and the HTTP redirect on 80
+    assert sorted(published[f"{prefix}-nginx"]) == ([80, 443] if stack == "prod" else [4200])
     if stack == "prod":
         assert published[f"{prefix}-postgres"] == [] and published[f"{prefix}-redis"] == []
     else:
@@ -154,15 +165,23 @@ def test_nginx_is_replaced_when_a_replica_is(stack_run):
 
 def test_outputs(stack_run):
     stack, run = stack_run
-    public = "http://localhost:4200" if stack == "dev" else "http://prefect.example.internal:4200"
+    public = "http://localhost:4200" if stack == "dev" else "https://prefect.example.internal"
     out = run.outputs
     assert out["api_url"] == f"{public}/api"
     assert out["ui_url"] == f"{public}/"
     assert out["health_url"] == f"{public}/api/health"
-    assert out["client_env"] == {"PREFECT_API_URL": f"{public}/api"}
+    if stack == "prod":
+        assert out["client_env"] == {"PREFECT_API_URL": f"{public}/api",
+                                     "PREFECT_API_AUTH_STRING": "prefect:p@ss:/?#%& wörd+=!$*"}
+        assert "BEGIN CERTIFICATE" in out["ca_certificate"] and not run.output_is_secret("ca_certificate")
+    else:
+        assert out["client_env"] == {"PREFECT_API_URL": f"{public}/api"}
+        assert out["work_pool"] == "docker-pool"
+        assert "--pool docker-pool" in out["deploy_command"]
     assert run.output_is_secret("client_env")
+    assert "server prefect-api-1:4200" in out["nginx_conf"] and not run.output_is_secret("nginx_conf")
     assert out["services"]["postgres"] == "postgres:5432"
-    assert out["services"]["network"] == f"prefect-ha-{stack}-net"
+    assert out["services"]["networks"] == {"backend": f"prefect-ha-{stack}-backend", "edge": f"prefect-ha-{stack}-edge"}
     assert len(out["containers"]["api"]) == (3 if stack == "prod" else 1)
 
 
@@ -177,7 +196,7 @@ def test_scaling_replicas_adds_containers_and_upstreams():
     assert run.error is None
     c = run.containers()
     assert sum("-api-" in n for n in c) == 5 and sum("-services-" in n for n in c) == 2
-    nginx = c["prefect-ha-prod-nginx"].inputs["uploads"][0]["content"]
+    nginx = run.outputs["nginx_conf"]
     assert all(f"server prefect-api-{i}:4200" in nginx for i in range(1, 6))
     pg = c["prefect-ha-prod-postgres"].inputs["command"]
     assert pg == ["postgres", "-c", "max_connections=125"]

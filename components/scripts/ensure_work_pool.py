@@ -17,7 +17,7 @@ from prefect.client.schemas.actions import WorkPoolCreate, WorkPoolUpdate
 from prefect.exceptions import ObjectAlreadyExists, ObjectNotFound
 from prefect_docker.worker import DockerWorker
 
-SPEC_ENV = "PREFECT_HA_WORK_POOL"
+SPEC_ENV = "WORK_POOL_SPEC"
 
 
 def with_defaults(template: dict, job_defaults: dict) -> dict:

@@ -26,7 +26,7 @@ def docker_client():
 
 @pytest.fixture(scope="module")
 def deployment(docker_client):
-    """The prod stack file (3 API replicas) with stand-in images, deployed for real."""
+    """The prod stack file (3 API replicas) with stand-in images and a plain edge, deployed for real."""
     started = time.monotonic()
     run, mocks, port, prefix = deploy(docker_client, "e2e")
     if run.error is not None:

@@ -30,6 +30,16 @@ IMAGES = {
     "proxy.image": "prefect-ha-test/nginx:1.22",
 }
 SCRIPTS = REPO / "tests" / "e2e" / "scripts"
+# The prod stack file turns on TLS, auth, CSRF and rate limiting; the tests that
+# measure routing and failover through nginx turn them off (test_secure_edge.py
+# covers them).
+PLAIN_EDGE = {
+    "tls.enabled": False,
+    "tls.httpPort": 0,
+    "auth.mode": "none",
+    "api.csrfProtection": False,
+    "proxy.rateLimit": 0,
+}
 
 
 def free_port() -> int:
@@ -63,22 +73,26 @@ class Deployment:
     def container(self, suffix: str):
         return self.client.containers.get(f"{self.prefix}-{suffix}")
 
-    def prefect(self, script: str, *args: str, timeout: int = 300, env: dict | None = None) -> str:
-        """Run a client script in the Prefect image on the host network, against
-        the stack output api_url (through nginx). Returns its stdout."""
+    def prefect(self, script: str, *args: str, timeout: int = 300, env: dict | None = None,
+                image: str = PREFECT_IMAGE, command: list[str] | None = None, workdir: str | None = None) -> str:
+        """Run a client script (or ``command``) in the Prefect image on the host
+        network, as a user would: with the stack output client_env (API URL
+        through nginx, credentials when auth is on). Returns its stdout."""
         container = self.client.containers.run(
-            PREFECT_IMAGE,
-            ["python", f"/e2e/{script}", *args],
+            image,
+            command or ["python", f"/e2e/{script}", *args],
             network_mode="host",
             volumes={str(SCRIPTS): {"bind": "/e2e", "mode": "ro"}},
-            environment={"PREFECT_API_URL": self.outputs["api_url"], **(env or {})},
+            environment={**self.outputs["client_env"], **(env or {})},
             labels={"prefect-ha-test.run": self.mocks.run_id},
+            working_dir=workdir,
             detach=True,
         )
         try:
             status = container.wait(timeout=timeout)
             logs = container.logs().decode(errors="replace")
-            assert status["StatusCode"] == 0, f"{script} exited {status['StatusCode']}:\n{logs[-4000:]}"
+            what = script or " ".join(command or [])
+            assert status["StatusCode"] == 0, f"{what} exited {status['StatusCode']}:\n{logs[-4000:]}"
             return container.logs(stderr=False).decode(errors="replace")
         finally:
             container.remove(force=True)
@@ -100,6 +114,7 @@ def deploy(client, name: str, overrides: dict | None = None, tamper=None,
         "proxy.port": port,
         "proxy.publicUrl": f"http://127.0.0.1:{port}",
         "waitTimeout": 180,
+        **PLAIN_EDGE,
         **(overrides or {}),
     }
     run = run_program("prod", config, mocks=mocks)

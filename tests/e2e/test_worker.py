@@ -1,0 +1,125 @@
+"""A Docker worker next to the server, on a real Docker engine: flow runs in containers of their own.
+
+The stack runs the worker stand-in image (prefect-docker baked in); the flows
+live in a locally built image that flow-run containers start from with pull
+policy Never, so no registry is ever contacted. The deployment is made with
+the stack's own `deploy_command` output, run in that image.
+"""
+
+from __future__ import annotations
+
+import json
+import shlex
+import time
+
+import pytest
+
+from docker_mocks import cleanup_by_label
+from images import FLOWS_IMAGE, FLOW_ENTRYPOINT, WORKER_IMAGE
+from testbed import Deployment, deploy
+
+pytestmark = pytest.mark.timeout(900)
+
+POOL = "e2e-docker-pool"
+TIMEOUT = 77  # not the default, so the test sees config reach the container
+
+
+@pytest.fixture(scope="module")
+def stack(docker_client):
+    started = time.monotonic()
+    run, mocks, port, prefix = deploy(docker_client, "wk", {
+        "api.replicas": 2,
+        "worker.enabled": True,
+        "worker.pool": POOL,
+        "worker.image": WORKER_IMAGE,
+        "worker.extraPipPackages": "",
+        "worker.dockerClientTimeout": TIMEOUT,
+        "worker.jobImagePullPolicy": "Never",
+    })
+    if run.error is not None:
+        logs = "\n".join(f"--- {n}\n{l[-2000:]}" for n, l in mocks.attach_logs.items())
+        mocks.destroy(run)
+        cleanup_by_label(docker_client, mocks.run_id)
+        pytest.fail(f"deployment failed: {run.error!r}\n{logs}")
+    print(f"\n[e2e] stack with a Docker worker deployed in {time.monotonic() - started:.1f} s")
+    yield Deployment(run, mocks, docker_client, port, prefix)
+    mocks.destroy(run)
+    cleanup_by_label(docker_client, mocks.run_id)
+
+
+@pytest.fixture(scope="module")
+def flow_deployment(stack):
+    """`prefect deploy` as the stack output says, run where the flow code is."""
+    path, flow = FLOW_ENTRYPOINT.rsplit(":", 1)
+    workdir, filename = path.rsplit("/", 1)
+    command = (
+        stack.outputs["deploy_command"]
+        .replace("<path/to/flows.py>:<flow>", f"{filename}:{flow}")
+        .replace("<deployment>", "containers")
+        .replace("<image holding your flow code>", FLOWS_IMAGE)
+    )
+    assert "<" not in command, command
+    stack.prefect("", image=FLOWS_IMAGE, command=shlex.split(command), workdir=workdir)
+    return f"{flow}/containers"
+
+
+def test_worker_container_runs_as_configured(stack):
+    names = stack.outputs["containers"]["workers"]
+    assert len(names) == 1
+    info = stack.client.api.inspect_container(names[0])
+    assert info["State"]["Health"]["Status"] == "healthy"
+    env = dict(e.split("=", 1) for e in info["Config"]["Env"])
+    assert env["DOCKER_CLIENT_TIMEOUT"] == str(TIMEOUT)
+    assert env["PREFECT_API_URL"] == "http://prefect-api:4200/api"
+    socket = next(m for m in info["Mounts"] if m["Destination"] == "/var/run/docker.sock")
+    assert socket["RW"] is False
+    assert info["HostConfig"]["ReadonlyRootfs"] is True
+    assert info["HostConfig"]["Privileged"] is False
+    setup = stack.client.api.inspect_container(f"{stack.prefix}-work-pool")["State"]
+    assert setup["Status"] == "exited" and setup["ExitCode"] == 0
+
+
+def test_work_pool_was_created_with_the_stack_job_defaults(stack):
+    assert stack.outputs["work_pool"] == POOL
+    pool = json.loads(stack.prefect("work_pool.py", POOL).strip().splitlines()[-1])
+    assert pool["type"] == "docker"
+    assert pool["defaults"]["networks"] == [stack.outputs["services"]["networks"]["edge"]]
+    assert pool["defaults"]["image_pull_policy"] == "Never"
+    assert pool["defaults"]["auto_remove"] is True
+    assert stack.outputs["containers"]["workers"][0] in pool["workers"]
+
+
+def test_a_deployment_run_completes_in_a_new_container_and_its_logs_come_back_through_nginx(stack, flow_deployment):
+    since = int(time.time()) - 1
+    result = json.loads(stack.prefect("run_many.py", flow_deployment, "1", "240").strip().splitlines()[-1])
+    [run] = result["runs"]
+    assert run["state"] == "COMPLETED", result
+    print(f"\n[e2e] one run on the Docker pool: COMPLETED after {run['final_after_s']:.1f} s")
+    started = stack.client.api.events(
+        since=since, until=int(time.time()) + 1, decode=True,
+        filters={"event": "start", "type": "container", "image": FLOWS_IMAGE},
+    )
+    assert len(list(started)) == 1, "the run did not start a container of the flows image"
+    logs = json.loads(stack.prefect("run_logs.py", run["id"]).strip().splitlines()[-1])
+    assert any("hello from flow run number 0" in m for m in logs[run["id"]]), logs
+
+
+def test_ten_runs_submitted_at_once_all_complete(stack, flow_deployment):
+    since = int(time.time()) - 1
+    result = json.loads(stack.prefect("run_many.py", flow_deployment, "10", "600", timeout=700).strip().splitlines()[-1])
+    states = [r["state"] for r in result["runs"]]
+    assert states == ["COMPLETED"] * 10, result
+    times = sorted(r["final_after_s"] for r in result["runs"])
+    print(f"\n[e2e] 10 runs at once: submitted in {result['submitted_s']:.1f} s, "
+          f"first COMPLETED after {times[0]:.1f} s, last after {times[-1]:.1f} s")
+    started = list(stack.client.api.events(
+        since=since, until=int(time.time()) + 1, decode=True,
+        filters={"event": "start", "type": "container", "image": FLOWS_IMAGE},
+    ))
+    assert len(started) == 10
+    ids = [r["id"] for r in result["runs"]]
+    logs = json.loads(stack.prefect("run_logs.py", *ids).strip().splitlines()[-1])
+    for r in result["runs"]:
+        assert any(f"hello from flow run number {r['n']}" in m for m in logs[r["id"]]), (r, logs[r["id"]])
+    # auto-remove: nothing of the flows image is left behind
+    assert not stack.client.containers.list(all=True, filters={"ancestor": FLOWS_IMAGE})

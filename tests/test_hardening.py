@@ -1,0 +1,97 @@
+"""Networks, container hardening, credentials and where secrets may go, under mocks for both stacks."""
+
+import pytest
+
+from components.prefect_settings import CLIENT_AUTH_STRING, SERVER_AUTH_STRING
+from harness import StackMocks, run_program
+
+PASSWORD = StackMocks().password  # every generated password under plain mocks
+# Workers that pip-install prefect-docker at start cannot be (tests/test_worker.py).
+READ_ONLY = ("-api-1", "-services-1", "-nginx")
+
+
+def env_of(reg) -> dict[str, str]:
+    return dict(e.split("=", 1) for e in reg.inputs.get("envs", []))
+
+
+def test_every_container_is_hardened(stack_run):
+    _, run = stack_run
+    for name, reg in run.containers().items():
+        inputs = reg.inputs
+        assert inputs["securityOpts"] == ["no-new-privileges:true"], name
+        assert inputs["capabilities"]["drops"] == ["ALL"], name
+        assert "ALL" not in (inputs["capabilities"].get("adds") or []), name
+        assert inputs["privileged"] is False, name
+        if name.endswith(READ_ONLY):
+            assert inputs["readOnly"] is True, f"{name} should have a read-only root filesystem"
+            assert "/tmp" in inputs["tmpfs"], name
+        if name.endswith(("-api-1", "-services-1", "-worker-1", "-migrate")):
+            assert not inputs["capabilities"].get("adds"), f"{name}: Prefect needs no capability"
+
+
+def test_no_secret_in_command_labels_or_non_secret_outputs(stack_run):
+    _, run = stack_run
+    for name, reg in run.containers().items():
+        for key in ("command", "entrypoints", "labels"):
+            assert PASSWORD not in str(reg.inputs.get(key, "")), f"{name} carries a secret in {key}"
+            assert not reg.input_is_secret(key), f"{name}: {key} is secret, so it must be holding one"
+    for key, value in run.outputs.items():
+        if not run.output_is_secret(key):
+            assert PASSWORD not in str(value), f"output {key} leaks a secret"
+    assert run.output_is_secret("client_env")
+
+
+def test_data_stores_live_on_the_backend_which_is_internal_unless_their_ports_are_published(stack_run):
+    stack, run = stack_run
+    backend = run.named("prefect-network-backend").inputs
+    edge = run.named("prefect-network-edge").inputs
+    # dev publishes Postgres and Redis for debugging, which needs a route to the host
+    assert backend.get("internal", False) is (stack == "prod")
+    assert not edge.get("internal", False)
+    c = run.containers()
+    published = [n for n, r in c.items() if r.inputs.get("ports")]
+    if stack == "prod":
+        assert published == ["prefect-ha-prod-nginx"]
+
+
+def test_prefect_auth_puts_the_auth_string_on_the_server_and_in_client_env():
+    run = run_program("prod")  # auth.mode prefect
+    assert run.error is None, run.error
+    c = run.containers()
+    for name in ("prefect-ha-prod-api-1", "prefect-ha-prod-api-3", "prefect-ha-prod-services-1"):
+        assert env_of(c[name])[SERVER_AUTH_STRING] == f"prefect:{PASSWORD}", name
+        assert SERVER_AUTH_STRING in c[name].secret_envs(), name
+    nginx_env = str(c["prefect-ha-prod-nginx"].inputs["envs"])
+    assert "auth_basic" not in run.outputs["nginx_conf"]
+    assert PASSWORD not in nginx_env
+    assert run.outputs["client_env"][CLIENT_AUTH_STRING] == f"prefect:{PASSWORD}"
+
+
+def test_nginx_auth_leaves_the_servers_alone_and_delivers_a_bcrypt_htpasswd():
+    run = run_program("prod", {"auth.mode": "nginx", "auth.username": "ops"})
+    assert run.error is None, run.error
+    c = run.containers()
+    assert SERVER_AUTH_STRING not in env_of(c["prefect-ha-prod-api-1"])
+    assert "auth_basic" in run.outputs["nginx_conf"]
+    nginx = c["prefect-ha-prod-nginx"]
+    htpasswd = [k for k, v in env_of(nginx).items() if v.startswith("ops:$2a$")]
+    assert htpasswd, "no htpasswd line for nginx"
+    assert set(htpasswd) <= nginx.secret_envs()
+    assert run.outputs["client_env"][CLIENT_AUTH_STRING] == f"ops:{PASSWORD}"
+
+
+def test_no_auth_means_no_credentials_anywhere():
+    run = run_program("dev")
+    assert run.error is None, run.error
+    assert run.of_type("random:index/randomPassword:RandomPassword").__len__() == 2
+    assert CLIENT_AUTH_STRING not in run.outputs["client_env"]
+    for name, reg in run.containers().items():
+        assert SERVER_AUTH_STRING not in env_of(reg), name
+
+
+@pytest.mark.parametrize("stack, enabled", [("prod", "true"), ("dev", "false")])
+def test_csrf_protection_is_on_in_prod(stack, enabled):
+    run = run_program(stack)
+    for name, reg in run.containers().items():
+        if "-api-" in name:
+            assert env_of(reg)["PREFECT_SERVER_API_CSRF_PROTECTION_ENABLED"] == enabled, name
