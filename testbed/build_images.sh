@@ -3,25 +3,32 @@
 # reachable here), all tagged under prefect-ha-test/:
 #
 #   prefect-ha-test/base:bookworm   debootstrap --variant=minbase bookworm, imported with docker import
-#   prefect-ha-test/prefect:<pin>   Debian python3 + venv with prefect/prefect-redis (wheels from the host)
+#   prefect-ha-test/prefect:<pin>   Debian python3 + venv with prefect/prefect-redis (wheels from the host);
+#                                   /wheels also holds prefect-docker's wheels for EXTRA_PIP_PACKAGES
+#   prefect-ha-test/prefect-worker:<pin>  the prefect image with prefect-docker installed (a Docker worker)
+#   prefect-ha-test/flows:1         the prefect image with a test flow at /opt/prefect/flows.py (flow `hello`)
 #   prefect-ha-test/postgres:15     Debian postgresql-15, official-image entrypoint contract
 #   prefect-ha-test/redis:7         Debian redis-server 7.0
 #   prefect-ha-test/nginx:1.22      Debian nginx 1.22 + curl
 #
-# Usage: testbed/build_images.sh [--force] [base|prefect|postgres|redis|nginx ...]
-#   (no names: all of them; the base is built first whenever it is missing or stale).
+# Usage: testbed/build_images.sh [--force] [base|prefect|prefect-worker|flows|postgres|redis|nginx ...]
+#   (no names: all of them; the base is built first whenever it is missing or stale, and the
+#   prefect image before prefect-worker and flows, which are built FROM it).
 #
 # Every image carries the label prefect-ha-test.inputs=<sha256 of its build inputs>: its build
-# context (Dockerfile, scripts, wheels), the id of the base image it was built on, and the
-# recipe. An image whose label matches is not rebuilt. --force rebuilds the named images without
-# docker's layer cache (and, for base, runs debootstrap again instead of using the cached rootfs).
+# context (Dockerfile, scripts, wheels), the id of the image it was built on (base, or prefect for
+# prefect-worker and flows), and the recipe. An image whose label matches is not rebuilt, and a
+# rebuilt parent rebuilds its children. --force rebuilds the named images without docker's layer
+# cache (and, for base, runs debootstrap again instead of using the cached rootfs); a parent that
+# was not named is only built when missing or stale.
 #
 # Environment:
 #   PREFECT_HA_CACHE          download cache (default: <repo>/.ci/cache): rootfs tarball, wheels, logs
 #   DEBIAN_MIRROR             Debian mirror for debootstrap and the images (default: the host's apt source)
 #   DEBIAN_SECURITY_MIRROR    mirror for bookworm-security (default: the host's, if it has one)
-#   PREFECT_HA_EXTRA_WHEELS   extra requirement specifiers whose wheels are put into the prefect image's
-#                             /wheels (not installed), e.g. "prefect-docker", for EXTRA_PIP_PACKAGES
+#   PREFECT_HA_EXTRA_WHEELS   more requirement specifiers whose wheels are put into the prefect image's
+#                             /wheels (not installed) for EXTRA_PIP_PACKAGES, on top of
+#                             images/prefect/extra-requirements.txt (prefect-docker, always there)
 #   VERBOSE=1                 stream docker build output instead of logging it to the cache
 set -euo pipefail
 
@@ -48,13 +55,30 @@ for arg in "$@"; do
   case "$arg" in
     --force) FORCE=1 ;;
     -h|--help) sed -n '2,/^set -euo/p' "${BASH_SOURCE[0]}" | sed '$d; s/^# \{0,1\}//'; exit 0 ;;
-    base|prefect|postgres|redis|nginx) WANTED+=("$arg") ;;
+    base|prefect|prefect-worker|flows|postgres|redis|nginx) WANTED+=("$arg") ;;
     *) die "unknown argument: $arg (see --help)" ;;
   esac
 done
-((${#WANTED[@]})) || WANTED=(base prefect postgres redis nginx)
+# Build order: every image after the one it is built FROM.
+ALL_IMAGES=(base prefect prefect-worker flows postgres redis nginx)
+((${#WANTED[@]})) || WANTED=("${ALL_IMAGES[@]}")
+wanted() { [[ " ${WANTED[*]} " == *" $1 "* ]]; }
+parent_of() {  # $1: name; prints the name of the image its Dockerfile is FROM
+  case "$1" in
+    prefect-worker|flows) echo prefect ;;
+    *) echo base ;;
+  esac
+}
+# What to build, in order: the wanted images and the parents they need (the base always).
+BUILD=()
+for name in "${ALL_IMAGES[@]}"; do
+  if wanted "$name" || [[ "$name" == base ]]; then BUILD+=("$name"); continue; fi
+  for child in "${WANTED[@]}"; do
+    if [[ "$(parent_of "$child")" == "$name" ]]; then BUILD+=("$name"); break; fi
+  done
+done
 FORCE_BASE=0
-if [[ $FORCE -eq 1 && " ${WANTED[*]} " == *" base "* ]]; then FORCE_BASE=1; fi
+if [[ $FORCE -eq 1 ]] && wanted base; then FORCE_BASE=1; fi
 
 docker info >/dev/null 2>&1 || die "the Docker engine does not answer; run testbed/dockerd.sh first"
 command -v debootstrap >/dev/null || die "debootstrap is missing; run testbed/dockerd.sh first"
@@ -227,6 +251,8 @@ build_base() {
 # ---------------------------------------------------------------------------------------------
 # wheels for the prefect image, downloaded on the host (pip in a container cannot verify TLS here)
 PREFECT_REQUIREMENTS="$IMAGES_DIR/prefect/requirements.txt"
+# downloaded with the above (so one resolve under the constraints), into /wheels, not installed
+PREFECT_EXTRA_REQUIREMENTS="$IMAGES_DIR/prefect/extra-requirements.txt"
 PREFECT_CONSTRAINTS="$IMAGES_DIR/prefect/constraints.txt"
 PREFECT_VERSION="$(sed -n 's/^prefect==\([^ ;#]*\).*/\1/p' "$PREFECT_REQUIREMENTS")"
 [[ -n "$PREFECT_VERSION" ]] || die "no 'prefect==X' pin in $PREFECT_REQUIREMENTS"
@@ -242,7 +268,8 @@ WHEEL_TARGET+=(--platform manylinux2014_x86_64 --platform manylinux2010_x86_64
 ensure_wheels() {  # prints the directory holding the wheels
   local key dir tmp extra=()
   read -r -a extra <<< "${PREFECT_HA_EXTRA_WHEELS:-}"
-  key="$( { cat "$PREFECT_REQUIREMENTS" "$PREFECT_CONSTRAINTS"; echo "extra=${extra[*]:-}"; echo "${WHEEL_TARGET[*]}"; } | sha256)"
+  key="$( { cat "$PREFECT_REQUIREMENTS" "$PREFECT_EXTRA_REQUIREMENTS" "$PREFECT_CONSTRAINTS"
+            echo "extra=${extra[*]:-}"; echo "${WHEEL_TARGET[*]}"; } | sha256)"
   dir="$CACHE/wheels/${key:0:16}"
   if [[ -f "$dir/.complete" ]]; then
     echo "$dir"; return
@@ -252,9 +279,10 @@ ensure_wheels() {  # prints the directory holding the wheels
   fi
   tmp="$(mktemp -d "$CACHE/wheels/tmp.XXXXXX")"
   chmod 0755 "$tmp"
-  log "downloading wheels for $(grep -v '^#' "$PREFECT_REQUIREMENTS" | xargs) ${extra[*]:-} (log: $CACHE/logs/pip-download.log)"
+  log "downloading wheels for $(grep -hv '^#' "$PREFECT_REQUIREMENTS" "$PREFECT_EXTRA_REQUIREMENTS" | xargs) ${extra[*]:-} (log: $CACHE/logs/pip-download.log)"
   if ! python3 -m pip download --disable-pip-version-check -d "$tmp" --only-binary=:all: \
-        "${WHEEL_TARGET[@]}" -r "$PREFECT_REQUIREMENTS" -c "$PREFECT_CONSTRAINTS" ${extra[@]+"${extra[@]}"} \
+        "${WHEEL_TARGET[@]}" -r "$PREFECT_REQUIREMENTS" -r "$PREFECT_EXTRA_REQUIREMENTS" \
+        -c "$PREFECT_CONSTRAINTS" ${extra[@]+"${extra[@]}"} \
         >"$CACHE/logs/pip-download.log" 2>&1; then
     tail -n 30 "$CACHE/logs/pip-download.log" >&2
     rm -rf "$tmp"
@@ -268,21 +296,33 @@ ensure_wheels() {  # prints the directory holding the wheels
 }
 
 # ---------------------------------------------------------------------------------------------
-# the four stand-ins
+# the stand-ins, and the test images built on the prefect one
 image_tag() {
   case "$1" in
+    base)     echo "$BASE_IMAGE" ;;
     prefect)  echo "$PREFIX/prefect:$PREFECT_VERSION" ;;
+    prefect-worker) echo "$PREFIX/prefect-worker:$PREFECT_VERSION" ;;
+    flows)    echo "$PREFIX/flows:1" ;;
     postgres) echo "$PREFIX/postgres:15" ;;
     redis)    echo "$PREFIX/redis:7" ;;
     nginx)    echo "$PREFIX/nginx:1.22" ;;
   esac
 }
 
+REPLACED=()  # ids of replaced images that were still in use (e.g. by a child image) when replaced
+
 build_image() {  # $1: name (a directory under images/)
-  local name="$1" image ctx base_id hash current old_id wheels buildlog
+  local name="$1" image ctx parent parent_image parent_id hash current old_id new_id wheels buildlog force=0
+  local build_args=()
   image="$(image_tag "$name")"
-  base_id="$(image_id "$BASE_IMAGE")"
-  [[ -n "$base_id" ]] || die "$BASE_IMAGE is missing; build it first (testbed/build_images.sh base)"
+  parent="$(parent_of "$name")"
+  parent_image="$(image_tag "$parent")"
+  parent_id="$(image_id "$parent_image")"
+  [[ -n "$parent_id" ]] || die "$parent_image is missing; build it first (testbed/build_images.sh $parent)"
+  # the Dockerfiles of images built on prefect say FROM ${PREFECT_IMAGE}
+  if [[ "$parent" == prefect ]]; then build_args=(--build-arg "PREFECT_IMAGE=$parent_image"); fi
+  # --force applies to the images named, not to parents built because a named image needs them
+  if [[ $FORCE -eq 1 ]] && wanted "$name"; then force=1; fi
 
   # stage the build context: the image's directory (+ hard links to the wheels for prefect)
   ctx="$CACHE/contexts/$name"
@@ -296,21 +336,21 @@ build_image() {  # $1: name (a directory under images/)
   fi
 
   hash="$( {
-    echo "recipe=$RECIPE_VERSION image=$image base=$base_id"
+    echo "recipe=$RECIPE_VERSION image=$image base=$parent_id${build_args[*]:+ ${build_args[*]}}"
     cd "$ctx"
     find . -printf '%y %m %p\n' | LC_ALL=C sort
     find . -type f -print0 | LC_ALL=C sort -z | xargs -0 sha256sum
   } | sha256)"
   current="$(image_label "$image")"
-  if [[ $FORCE -eq 0 && "$current" == "$hash" ]]; then
+  if [[ $force -eq 0 && "$current" == "$hash" ]]; then
     log "$image is up to date"; SKIPPED+=("$image"); return
   fi
 
   old_id="$(image_id "$image")"
   buildlog="$CACHE/logs/build-$name.log"
   log "building $image (log: $buildlog)"
-  local cmd=(docker build --rm --force-rm --label "$LABEL=$hash" -t "$image")
-  if [[ $FORCE -eq 1 ]]; then cmd+=(--no-cache); fi
+  local cmd=(docker build --rm --force-rm --label "$LABEL=$hash" -t "$image" ${build_args[@]+"${build_args[@]}"})
+  if [[ $force -eq 1 ]]; then cmd+=(--no-cache); fi
   cmd+=("$ctx")
   if [[ "${VERBOSE:-0}" == 1 ]]; then
     "${cmd[@]}" 2>&1 | tee "$buildlog" >&2 || die "docker build of $image failed (log: $buildlog)"
@@ -318,21 +358,28 @@ build_image() {  # $1: name (a directory under images/)
     tail -n 40 "$buildlog" >&2
     die "docker build of $image failed (full log: $buildlog)"
   fi
-  drop_replaced "$old_id" "$(image_id "$image")"
+  new_id="$(image_id "$image")"
+  drop_replaced "$old_id" "$new_id"
+  if [[ -n "$old_id" && "$old_id" != "$new_id" ]] && docker image inspect "$old_id" >/dev/null 2>&1; then
+    REPLACED+=("$old_id")
+  fi
   log "built $image"; BUILT+=("$image")
 }
 
 # ---------------------------------------------------------------------------------------------
 start=$SECONDS
 build_base   # always: every other image depends on it, and it is a no-op when up to date
-for name in "${WANTED[@]}"; do
+for name in "${BUILD[@]}"; do
   [[ "$name" == base ]] || build_image "$name"
+done
+# a replaced prefect image could not be removed while the old children built on it existed
+for old_id in ${REPLACED[@]+"${REPLACED[@]}"}; do
+  docker rmi "$old_id" >/dev/null 2>&1 || true
 done
 
 log "done in $((SECONDS - start))s; built: ${BUILT[*]:-none}; up to date: ${SKIPPED[*]:-none}"
-for name in base "${WANTED[@]}"; do
-  if [[ "$name" == base ]]; then image="$BASE_IMAGE"; else image="$(image_tag "$name")"; fi
-  printf '%s\n' "$image"
-done | awk '!seen[$0]++' | while read -r image; do
+for name in "${BUILD[@]}"; do
+  image_tag "$name"
+done | while read -r image; do
   docker image ls --format '{{.Repository}}:{{.Tag}}  {{.ID}}  {{.Size}}' "$image"
 done

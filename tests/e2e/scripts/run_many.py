@@ -24,6 +24,7 @@ async def main(name: str, count: int, timeout: float) -> None:
     ids = {str(run.id): i for i, run in enumerate(runs)}
     states: dict[str, str | None] = {}
     finished: dict[str, float] = {}
+    infrastructure: dict[str, str | None] = {}
     async with get_client() as client:
         while time.monotonic() - started < timeout:
             for run_id in ids:
@@ -31,6 +32,8 @@ async def main(name: str, count: int, timeout: float) -> None:
                     continue
                 run = await client.read_flow_run(run_id)
                 states[run_id] = run.state.type.value if run.state else None
+                # prefect-docker records "<engine url>:<container id>"
+                infrastructure[run_id] = run.infrastructure_pid
                 if states[run_id] in FINAL:
                     finished[run_id] = time.monotonic() - started
             if len(finished) == len(ids):
@@ -38,7 +41,8 @@ async def main(name: str, count: int, timeout: float) -> None:
             await asyncio.sleep(1)
     print(json.dumps({
         "submitted_s": round(submitted, 2),
-        "runs": [{"id": run_id, "n": n, "state": states.get(run_id), "final_after_s": finished.get(run_id)}
+        "runs": [{"id": run_id, "n": n, "state": states.get(run_id), "final_after_s": finished.get(run_id),
+                  "container": (infrastructure.get(run_id) or "").rsplit(":", 1)[-1] or None}
                  for run_id, n in ids.items()],
     }))
 
