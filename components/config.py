@@ -315,6 +315,8 @@ class ProxyConfig(_Group):
             raise ValueError(f"must be an http(s) URL such as http://prefect.example.com, got {value!r}")
         if parts.query or parts.fragment or parts.username or parts.password:
             raise ValueError(f"must not carry credentials, a query or a fragment, got {value!r}")
+        if re.search(r"[\s\"'$;{}\\<>`]", value):
+            raise ValueError(f"must not contain spaces, quotes or any of $ ; {{ }} \\ < > `, got {value!r}")
         if parts.hostname in ("0.0.0.0", "::"):
             raise ValueError(
                 f"must be an address browsers can reach, not a wildcard bind address, got {value!r}"

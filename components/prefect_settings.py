@@ -7,6 +7,8 @@ password arrive as secret Outputs and keep the resulting ``K=V`` secret.
 
 from __future__ import annotations
 
+import base64
+import json
 from dataclasses import dataclass
 from typing import Literal
 
@@ -119,18 +121,31 @@ def server_env(config: StackConfig, ep: Endpoints, role: Role) -> list[pulumi.In
     return env
 
 
-def client_env(api_url: str, auth_string: pulumi.Output[str] | None) -> pulumi.Output[dict[str, str]]:
+def _client_auth(auth_string: str, proxy_auth: bool) -> dict[str, str]:
+    """Credentials as a client sends them. With nginx's basic auth, every websocket
+    must carry them too, and Prefect sends its auth string on only one of them
+    (events in); custom headers go on all of them."""
+    env = {CLIENT_AUTH_STRING: auth_string}
+    if proxy_auth:
+        token = base64.b64encode(auth_string.encode()).decode()
+        env["PREFECT_CLIENT_CUSTOM_HEADERS"] = json.dumps({"Authorization": f"Basic {token}"})
+    return env
+
+
+def client_env(
+    api_url: str, auth_string: pulumi.Output[str] | None, *, proxy_auth: bool = False
+) -> pulumi.Output[dict[str, str]]:
     """What a Prefect client profile needs to talk to this stack (secret when it holds credentials)."""
     if auth_string is None:
         return pulumi.Output.from_input({CLIENT_API_URL: api_url})
-    return auth_string.apply(lambda auth: {CLIENT_API_URL: api_url, CLIENT_AUTH_STRING: auth})
+    return auth_string.apply(lambda auth: {CLIENT_API_URL: api_url, **_client_auth(auth, proxy_auth)})
 
 
-def worker_env(config: StackConfig, api_url: str, auth_string: pulumi.Output[str] | None) -> list[pulumi.Input[str]]:
-    """Environment of a Prefect Docker worker. Flow-run containers inherit the
-    client settings (API URL, auth string) from it through prefect-docker."""
+def worker_env(config: StackConfig, api_url: str) -> list[str]:
+    """Environment of a Prefect Docker worker, credentials aside. Flow-run
+    containers inherit the client settings (API URL, auth) from it through prefect-docker."""
     worker = config.worker
-    env: list[pulumi.Input[str]] = [
+    env = [
         *_common(config),
         _env(CLIENT_API_URL, api_url),
         _env("PREFECT_WORKER_WEBSERVER_HOST", "0.0.0.0"),
@@ -141,6 +156,16 @@ def worker_env(config: StackConfig, api_url: str, auth_string: pulumi.Output[str
     ]
     if worker.extra_pip_packages:
         env.append(_env(EXTRA_PIP_PACKAGES, worker.extra_pip_packages))
-    if auth_string is not None:
-        env.append(_env(CLIENT_AUTH_STRING, auth_string))
-    return env
+    return [str(e) for e in env]
+
+
+def with_client_auth(
+    config: StackConfig, env: list[str], auth_string: pulumi.Output[str] | None
+) -> pulumi.Input[list[str]]:
+    """``env`` plus the client credentials, as a secret, when auth is on."""
+    if auth_string is None:
+        return env
+    proxy_auth = config.auth.mode == "nginx"
+    return pulumi.Output.secret(auth_string.apply(
+        lambda auth: [*env, *(f"{k}={v}" for k, v in _client_auth(auth, proxy_auth).items())]
+    ))

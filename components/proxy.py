@@ -1,9 +1,19 @@
-"""nginx in front of the API replicas: one published port, least connections, failover."""
+"""nginx in front of the API replicas: the stack's one published edge.
+
+Least connections and failover over the replicas; TLS, basic auth, a client
+allowlist and per-client rate limiting when configured. The container's root
+filesystem is read-only and Docker refuses uploads into such a container, so
+nginx.conf, the certificate, its key and the htpasswd travel in environment
+variables; the container's command writes them into a tmpfs directory and
+execs nginx without the secret ones.
+"""
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
-from typing import Sequence
+from typing import Mapping, Sequence
+from urllib.parse import urlsplit
 
 import jinja2
 import pulumi
@@ -12,36 +22,149 @@ import pulumi_docker as docker
 from . import docker_common as dc
 from .config import StackConfig
 from .prefect_settings import API_PORT
+from .tls import EdgeTls
 
-LISTEN_PORT = 8080
-CONFIG_PATH = "/etc/nginx/nginx.conf"
+# nginx's listeners inside the container; proxy.port publishes the public one.
+HTTP_PORT = 8080
+HTTPS_PORT = 8443
+HEALTH_PATH = "/nginx-health"
+
+# Written at start into tmpfs; nothing on the read-only root filesystem changes.
+RUNTIME_DIR = "/tmp/prefect-ha"
+CONF_FILE = "nginx.conf"
+CERTIFICATE_FILE = "tls.crt"
+KEY_FILE = "tls.key"
+HTPASSWD_FILE = "htpasswd"
+
+# The container's environment carries the files' contents.
+CONF_ENV = "EDGE_NGINX_CONF"
+CERTIFICATE_ENV = "EDGE_TLS_CERT"
+KEY_ENV = "EDGE_TLS_KEY"
+HTPASSWD_ENV = "EDGE_HTPASSWD"
+
+# Writable scratch space on the read-only root: the runtime directory (under
+# /tmp) and the temp directories nginx is compiled with (/var/cache/nginx in
+# the official image, /var/lib/nginx in Debian's package).
+TMPFS = ("/tmp", "/var/cache/nginx", "/var/lib/nginx")
+# The master runs as root and creates its temp directories for the workers
+# (CHOWN); the workers drop to the image's unprivileged user (SETGID, SETUID).
+CAPABILITIES = ("CHOWN", "SETGID", "SETUID")
+
+# The container's command: no secret in it, only names of variables. The key
+# stays readable by root (the master loads it before the workers start); the
+# workers read the htpasswd on every request, so it is readable to them, in a
+# directory they may traverse but not list.
+START_SCRIPT = f"""set -eu
+umask 077
+dir={RUNTIME_DIR}
+mkdir -p "$dir"
+printenv {CONF_ENV} > "$dir/{CONF_FILE}"
+if [ -n "${{{CERTIFICATE_ENV}:-}}" ]; then
+  printenv {CERTIFICATE_ENV} > "$dir/{CERTIFICATE_FILE}"
+  printenv {KEY_ENV} > "$dir/{KEY_FILE}"
+fi
+if [ -n "${{{HTPASSWD_ENV}:-}}" ]; then
+  printenv {HTPASSWD_ENV} > "$dir/{HTPASSWD_FILE}"
+  chmod 644 "$dir/{HTPASSWD_FILE}"
+fi
+chmod 711 "$dir"
+exec env -u {KEY_ENV} -u {HTPASSWD_ENV} nginx -e stderr -c "$dir/{CONF_FILE}" -g 'daemon off;'
+"""
+
 _TEMPLATES = jinja2.Environment(
     loader=jinja2.FileSystemLoader(Path(__file__).parent / "templates"),
     undefined=jinja2.StrictUndefined,
     keep_trailing_newline=True,
     autoescape=False,
 )
+# What may stand in an nginx argument unquoted (and inside double quotes):
+# no whitespace, quotes, ';', braces, '$' (a variable) or '\'.
+_NGINX_LITERAL = re.compile(r"^[A-Za-z0-9._~:/\[\]@!&()*+,=%-]+$")
 
 
-def render_nginx_conf(config: StackConfig, stack: str, upstream_hosts: Sequence[str]) -> str:
+def public_listen_port(config: StackConfig) -> int:
+    """The container port proxy.port publishes: HTTPS with TLS, else plain HTTP."""
+    return HTTPS_PORT if config.tls.enabled else HTTP_PORT
+
+
+def tls_mode(config: StackConfig) -> str:
+    """off, generated or provided: what the container declares in its labels."""
+    if not config.tls.enabled:
+        return "off"
+    return "provided" if config.tls.provided else "generated"
+
+
+def _nginx_literal(value: str, what: str) -> str:
+    if not _NGINX_LITERAL.match(value):
+        raise ValueError(f"{what} {value!r} has characters nginx.conf cannot carry literally")
+    return value
+
+
+def render_nginx_conf(
+    config: StackConfig, stack: str, upstream_hosts: Sequence[str], *, runtime_dir: str = RUNTIME_DIR
+) -> str:
+    """nginx.conf for the stack; it names files under ``runtime_dir`` but holds no secret."""
     if not upstream_hosts:
         raise ValueError("nginx needs at least one upstream host")
+    proxy = config.proxy
+    public_url = _nginx_literal(proxy.public_url, "proxy.publicUrl")
     return _TEMPLATES.get_template("nginx.conf.j2").render(
         stack=stack,
         upstream_hosts=list(upstream_hosts),
         api_port=API_PORT,
-        listen_port=LISTEN_PORT,
-        client_max_body_size=config.proxy.client_max_body_size,
+        http_port=HTTP_PORT,
+        https_port=HTTPS_PORT,
+        runtime_dir=runtime_dir,
+        client_max_body_size=proxy.client_max_body_size,
         max_fails=3,
         fail_timeout=10,
         # Every replica gets a chance before the client sees an error.
         next_upstream_tries=max(2, len(upstream_hosts)),
+        health_path=HEALTH_PATH,
+        public_url=public_url,
+        upstream_host=_nginx_literal(urlsplit(public_url).netloc, "proxy.publicUrl's host"),
+        tls=config.tls.enabled,
+        certificate_path=f"{runtime_dir}/{CERTIFICATE_FILE}",
+        key_path=f"{runtime_dir}/{KEY_FILE}",
+        auth_basic=config.auth.mode == "nginx",
+        htpasswd_path=f"{runtime_dir}/{HTPASSWD_FILE}",
+        allow_cidrs=list(proxy.allow_cidrs),
+        rate_limit=proxy.rate_limit,
+        rate_limit_burst=proxy.rate_limit_burst,
+        runtime_files=[CONF_FILE]
+        + ([CERTIFICATE_FILE, KEY_FILE] if config.tls.enabled else [])
+        + ([HTPASSWD_FILE] if config.auth.mode == "nginx" else []),
     )
+
+
+def nginx_env(
+    nginx_conf: str,
+    *,
+    certificate: str | None = None,
+    private_key: str | None = None,
+    htpasswd: str | None = None,
+    timezone: str = "UTC",
+) -> dict[str, str]:
+    """The container's environment: what START_SCRIPT writes into RUNTIME_DIR."""
+    if (certificate is None) != (private_key is None):
+        raise ValueError("a certificate and its key come together")
+    env = {"TZ": timezone, CONF_ENV: nginx_conf}
+    if certificate is not None:
+        env[CERTIFICATE_ENV] = certificate
+        env[KEY_ENV] = private_key  # type: ignore[assignment]
+    if htpasswd is not None:
+        env[HTPASSWD_ENV] = htpasswd
+    return env
+
+
+def _env_list(env: Mapping[str, str]) -> list[str]:
+    return [f"{key}={value}" for key, value in env.items()]
 
 
 class Proxy(pulumi.ComponentResource):
     container: docker.Container
     nginx_conf: str
+    """The rendered nginx.conf; no secret in it, so the stack exports it for review."""
 
     def __init__(
         self,
@@ -50,22 +173,45 @@ class Proxy(pulumi.ComponentResource):
         place: dc.Placement,
         upstream_hosts: Sequence[str],
         upstreams: Sequence[docker.Container],
+        tls: EdgeTls | None,
+        htpasswd: pulumi.Output[str] | None,
         opts: pulumi.ResourceOptions | None = None,
     ):
         super().__init__("prefect-ha:index:Proxy", name, None, opts)
         config = place.config
+        if config.tls.enabled != (tls is not None):
+            raise ValueError("Proxy needs an EdgeTls exactly when tls.enabled is true")
+        if (config.auth.mode == "nginx") != (htpasswd is not None):
+            raise ValueError("Proxy needs an htpasswd exactly when auth.mode is nginx")
         self.nginx_conf = render_nginx_conf(config, place.stack, upstream_hosts)
+
+        conf, timezone = self.nginx_conf, config.timezone
+        if tls is None and htpasswd is None:
+            envs: pulumi.Input[list[str]] = _env_list(nginx_env(conf, timezone=timezone))
+        else:
+            # The key and the htpasswd are secrets, which makes the whole list one.
+            envs = pulumi.Output.all(
+                tls.certificate if tls else None, tls.private_key if tls else None, htpasswd
+            ).apply(lambda v: _env_list(nginx_env(
+                conf, certificate=v[0], private_key=v[1], htpasswd=v[2], timezone=timezone
+            )))
+
+        ports = dc.published(public_listen_port(config), config.proxy.port)
+        if config.tls.enabled:
+            ports += dc.published(HTTP_PORT, config.tls.http_port)
+
         self.container = docker.Container(
             f"{name}-container",
             name=place.name("nginx"),
             image=config.proxy.image,
-            command=["nginx", "-g", "daemon off;"],
-            uploads=[docker.ContainerUploadArgs(file=CONFIG_PATH, content=self.nginx_conf)],
-            envs=[f"TZ={config.timezone}"],
+            # A command other than `nginx` also skips the official image's
+            # entrypoint hooks, which would write into /etc/nginx.
+            command=["sh", "-c", START_SCRIPT],
+            envs=envs,
             networks_advanced=dc.network_attachment(place.edge, "nginx"),
-            ports=dc.published(LISTEN_PORT, config.proxy.port),
+            ports=ports,
             healthcheck=dc.healthcheck(
-                ["CMD", "curl", "-fsS", "-o", "/dev/null", f"http://127.0.0.1:{LISTEN_PORT}/nginx-health"],
+                ["CMD", "curl", "-fsS", "-o", "/dev/null", f"http://127.0.0.1:{HTTP_PORT}{HEALTH_PATH}"],
                 interval=5, timeout=3, retries=3, start_period=2,
             ),
             restart="unless-stopped",
@@ -76,7 +222,10 @@ class Proxy(pulumi.ComponentResource):
             labels=dc.labels(
                 place.stack, "proxy",
                 upstreams=pulumi.Output.all(*[u.id for u in upstreams]).apply(",".join),
+                tls=tls_mode(config),
+                auth=config.auth.mode,
             ),
+            **dc.hardening(read_only=True, tmpfs=TMPFS, cap_add=CAPABILITIES),
             **dc.log_args(config),
             opts=dc.container_opts(self, depends_on=upstreams),
         )

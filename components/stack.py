@@ -132,7 +132,9 @@ class PrefectHa(pulumi.ComponentResource):
                 **({"workers": [c.name for c in self.workers.containers]} if self.workers else {}),
             },
             "postgres_volume": self.postgres.volume.name,
-            "client_env": pulumi.Output.secret(client_env(self.api_url, self.secrets.auth_string)),
+            "client_env": pulumi.Output.secret(
+                client_env(self.api_url, self.secrets.auth_string, proxy_auth=auth.mode == "nginx")
+            ),
             # Reviewable in previews: the nginx container's own env is secret as a whole.
             "nginx_conf": self.proxy.nginx_conf,
         }

@@ -15,7 +15,7 @@ import pulumi
 import pulumi_docker as docker
 
 from . import docker_common as dc
-from .prefect_settings import SCRATCH_DIR, WORKER_HEALTH_PORT, worker_env
+from .prefect_settings import SCRATCH_DIR, WORKER_HEALTH_PORT, with_client_auth, worker_env
 
 ENSURE_POOL_SOURCE = Path(__file__).parent / "scripts" / "ensure_work_pool.py"
 ENSURE_POOL_PATH = "/opt/prefect-ha/ensure_work_pool.py"
@@ -80,7 +80,7 @@ class DockerWorkers(pulumi.ComponentResource):
         super().__init__("prefect-ha:index:DockerWorkers", name, None, opts)
         config, worker = place.config, place.config.worker
         self.api_url = api_url
-        env = worker_env(config, api_url, auth_string)
+        env = with_client_auth(config, worker_env(config, api_url), auth_string)
         socket = worker.socket_path
         socket_mount = [docker.ContainerVolumeArgs(host_path=socket, container_path=socket, read_only=True)] if socket else []
         spec = place.edge.name.apply(
@@ -96,9 +96,7 @@ class DockerWorkers(pulumi.ComponentResource):
             name=setup_name,
             image=config.worker_image,
             command=["python", ENSURE_POOL_PATH],
-            envs=pulumi.Output.all(spec, *env).apply(
-                lambda values: [f"{POOL_SPEC_ENV}={values[0]}", *values[1:]]
-            ),
+            envs=pulumi.Output.all(spec, env).apply(lambda values: [f"{POOL_SPEC_ENV}={values[0]}", *values[1]]),
             uploads=[docker.ContainerUploadArgs(file=ENSURE_POOL_PATH, content=ENSURE_POOL_SOURCE.read_text())],
             networks_advanced=dc.network_attachment(place.edge),
             attach=True,

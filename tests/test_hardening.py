@@ -95,3 +95,21 @@ def test_csrf_protection_is_on_in_prod(stack, enabled):
     for name, reg in run.containers().items():
         if "-api-" in name:
             assert env_of(reg)["PREFECT_SERVER_API_CSRF_PROTECTION_ENABLED"] == enabled, name
+
+
+def test_nginx_auth_gives_clients_the_credentials_for_websockets_too():
+    """Prefect sends its auth string on one websocket only; behind nginx's basic auth
+    every websocket needs it, so client_env adds it as a custom header."""
+    import base64
+    import json
+
+    run = run_program("prod", {"auth.mode": "nginx", "worker.enabled": True, "worker.apiUrl": "https://prefect.example.internal/api"})
+    assert run.error is None, run.error
+    token = base64.b64encode(f"prefect:{PASSWORD}".encode()).decode()
+    headers = json.loads(run.outputs["client_env"]["PREFECT_CLIENT_CUSTOM_HEADERS"])
+    assert headers == {"Authorization": f"Basic {token}"}
+    worker = run.containers()["prefect-ha-prod-worker-1"]
+    assert json.loads(env_of(worker)["PREFECT_CLIENT_CUSTOM_HEADERS"]) == headers
+    assert "PREFECT_CLIENT_CUSTOM_HEADERS" in worker.secret_envs()
+    prefect_mode = run_program("prod")
+    assert "PREFECT_CLIENT_CUSTOM_HEADERS" not in prefect_mode.outputs["client_env"]

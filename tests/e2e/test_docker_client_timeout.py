@@ -41,7 +41,7 @@ def run_id(docker_client):
 def program_env(overrides: dict[str, str], *, drop: tuple[str, ...] = ()) -> dict[str, str]:
     """The worker container's environment as the program builds it for this config."""
     config = load_config({"worker.enabled": "true", **overrides})
-    entries = worker_env(config, API_URL, None)
+    entries = worker_env(config, API_URL)
     assert all(isinstance(e, str) for e in entries), entries  # no secrets without auth
     env = dict(e.split("=", 1) for e in entries)
     for name in drop:
