@@ -74,7 +74,8 @@ class Deployment:
         return self.client.containers.get(f"{self.prefix}-{suffix}")
 
     def prefect(self, script: str, *args: str, timeout: int = 300, env: dict | None = None,
-                image: str = PREFECT_IMAGE, command: list[str] | None = None, workdir: str | None = None) -> str:
+                image: str = PREFECT_IMAGE, command: list[str] | None = None, workdir: str | None = None,
+                volumes: dict | None = None) -> str:
         """Run a client script (or ``command``) in the Prefect image on the host
         network, as a user would: with the stack output client_env (API URL
         through nginx, credentials when auth is on). Returns its stdout."""
@@ -82,7 +83,7 @@ class Deployment:
             image,
             command or ["python", f"/e2e/{script}", *args],
             network_mode="host",
-            volumes={str(SCRIPTS): {"bind": "/e2e", "mode": "ro"}},
+            volumes={str(SCRIPTS): {"bind": "/e2e", "mode": "ro"}, **(volumes or {})},
             environment={**self.outputs["client_env"], **(env or {})},
             labels={"prefect-ha-test.run": self.mocks.run_id},
             working_dir=workdir,
@@ -103,18 +104,21 @@ def new_run_id(name: str) -> str:
 
 
 def deploy(client, name: str, overrides: dict | None = None, tamper=None,
-           run_id: str | None = None) -> tuple[Run, DockerMocks, int, str]:
+           run_id: str | None = None, secure: bool = False) -> tuple[Run, DockerMocks, int, str]:
+    """Deploy the prod stack file with stand-in images on free ports. ``secure``
+    keeps its edge as shipped (TLS with a redirect port, auth, CSRF, rate limit)."""
     run_id = run_id or new_run_id(name)
     port = free_port()
     prefix = f"prefect-ha-{name}"
     mocks = DockerMocks(run_id, client, tamper=tamper)
+    edge = {"proxy.publicUrl": f"https://127.0.0.1:{port}", "tls.httpPort": free_port()} if secure else {
+        "proxy.publicUrl": f"http://127.0.0.1:{port}", **PLAIN_EDGE}
     config = {
         **IMAGES,
         "namePrefix": prefix,
         "proxy.port": port,
-        "proxy.publicUrl": f"http://127.0.0.1:{port}",
         "waitTimeout": 180,
-        **PLAIN_EDGE,
+        **edge,
         **(overrides or {}),
     }
     run = run_program("prod", config, mocks=mocks)
