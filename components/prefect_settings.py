@@ -29,6 +29,7 @@ EXTRA_PIP_PACKAGES = "EXTRA_PIP_PACKAGES"
 # root filesystem can stay read-only.
 SCRATCH_DIR = "/tmp"
 HOME_DIR = f"{SCRATCH_DIR}/prefect-home"
+UI_STATIC_DIR = f"{SCRATCH_DIR}/prefect-ui"
 WORKER_HEALTH_PORT = 8080
 
 API_PORT = 4200
@@ -115,6 +116,9 @@ def server_env(config: StackConfig, ep: Endpoints, role: Role) -> list[pulumi.In
             _env("PREFECT_SERVER_UI_API_URL", f"{config.proxy.public_url}/api"),
             _env("PREFECT_SERVER_API_KEEPALIVE_TIMEOUT", config.api.keepalive_timeout),
             _env("PREFECT_SERVER_API_CSRF_PROTECTION_ENABLED", config.api.csrf_protection),
+            # The server copies the UI bundle before serving it, by default into its
+            # own package directory, which is read-only here.
+            _env("PREFECT_SERVER_UI_STATIC_DIRECTORY", UI_STATIC_DIR),
         ]
     else:
         env.append(_env("PREFECT_SERVER_UI_ENABLED", False))

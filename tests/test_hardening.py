@@ -113,3 +113,18 @@ def test_nginx_auth_gives_clients_the_credentials_for_websockets_too():
     assert "PREFECT_CLIENT_CUSTOM_HEADERS" in worker.secret_envs()
     prefect_mode = run_program("prod")
     assert "PREFECT_CLIENT_CUSTOM_HEADERS" not in prefect_mode.outputs["client_env"]
+
+
+def test_read_only_prefect_containers_write_only_to_their_tmpfs(stack_run):
+    from components.prefect_settings import HOME_DIR, SCRATCH_DIR, UI_STATIC_DIR
+
+    _, run = stack_run
+    for name, reg in run.containers().items():
+        if "-api-" in name or "-services-" in name:
+            env = env_of(reg)
+            assert SCRATCH_DIR in reg.inputs["tmpfs"], name
+            assert env["PREFECT_HOME"] == HOME_DIR and HOME_DIR.startswith(SCRATCH_DIR + "/"), name
+        if "-api-" in name:
+            # the UI bundle is copied before it is served
+            assert env["PREFECT_SERVER_UI_STATIC_DIRECTORY"] == UI_STATIC_DIR
+            assert UI_STATIC_DIR.startswith(SCRATCH_DIR + "/")
