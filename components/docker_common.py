@@ -137,3 +137,10 @@ def hardening(
         "tmpfs": {path: "rw,noexec,nosuid,size=64m" for path in tmpfs} or None,
         "privileged": False,
     }
+
+
+def one_shot() -> dict:
+    """compose's service_completed_successfully: run to completion during `pulumi up`
+    and report the exit code (read it and raise; a non-zero exit does not fail the
+    resource). rm stays off because it breaks attach."""
+    return {"attach": True, "must_run": False, "rm": False, "logs": True, "restart": "no"}

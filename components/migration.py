@@ -69,13 +69,7 @@ class Migration(pulumi.ComponentResource):
                 )
             ],
             networks_advanced=dc.network_attachment(place.backend),
-            # Run to completion during `pulumi up` and report the exit code; rm
-            # stays off because it breaks attach.
-            attach=True,
-            must_run=False,
-            rm=False,
-            logs=True,
-            restart="no",
+            **dc.one_shot(),
             # Not read-only: Docker refuses uploads into a read-only container.
             **dc.hardening(read_only=False),
             labels=dc.labels(place.stack, "migration"),

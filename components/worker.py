@@ -99,11 +99,7 @@ class DockerWorkers(pulumi.ComponentResource):
             envs=pulumi.Output.all(spec, env).apply(lambda values: [f"{POOL_SPEC_ENV}={values[0]}", *values[1]]),
             uploads=[docker.ContainerUploadArgs(file=ENSURE_POOL_PATH, content=ENSURE_POOL_SOURCE.read_text())],
             networks_advanced=dc.network_attachment(place.edge),
-            attach=True,
-            must_run=False,
-            rm=False,
-            logs=True,
-            restart="no",
+            **dc.one_shot(),
             # Not read-only: Docker refuses uploads into a read-only container.
             **dc.hardening(read_only=False),
             labels=dc.labels(place.stack, "work-pool"),

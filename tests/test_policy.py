@@ -25,7 +25,6 @@ import subprocess
 import sys
 from dataclasses import dataclass
 from inspect import isawaitable
-from pathlib import Path
 
 import grpc
 import pulumi_policy

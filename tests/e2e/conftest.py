@@ -10,8 +10,7 @@ import time
 import docker
 import pytest
 
-from docker_mocks import cleanup_by_label
-from testbed import IMAGES, Deployment, deploy, sh
+from testbed import IMAGES, deploy_or_fail, sh, tear_down
 
 
 @pytest.fixture(scope="session")
@@ -28,13 +27,7 @@ def docker_client():
 def deployment(docker_client):
     """The prod stack file (3 API replicas) with stand-in images and a plain edge, deployed for real."""
     started = time.monotonic()
-    run, mocks, port, prefix = deploy(docker_client, "e2e")
-    if run.error is not None:
-        logs = "\n".join(f"--- {n}\n{l[-2000:]}" for n, l in mocks.attach_logs.items())
-        mocks.destroy(run)
-        cleanup_by_label(docker_client, mocks.run_id)
-        pytest.fail(f"deployment failed: {run.error!r}\n{logs}")
+    stack = deploy_or_fail(docker_client, "e2e")
     print(f"\n[e2e] deployed in {time.monotonic() - started:.1f} s")
-    yield Deployment(run, mocks, docker_client, port, prefix)
-    mocks.destroy(run)
-    cleanup_by_label(docker_client, mocks.run_id)
+    yield stack
+    tear_down(stack)

@@ -9,14 +9,13 @@ from __future__ import annotations
 
 import concurrent.futures
 import json
-import subprocess
 import time
 
 import pytest
 import requests
 
-from docker_mocks import TEST_LABEL, cleanup_by_label
-from testbed import Deployment, deploy
+from docker_mocks import TEST_LABEL
+from testbed import deploy_or_fail, tear_down
 
 pytestmark = pytest.mark.timeout(900)
 
@@ -26,27 +25,16 @@ PRIVATE = ["10.0.0.0/8", "172.16.0.0/12", "192.168.0.0/16", "127.0.0.0/8"]
 EXCLUDES_EVERYONE_HERE = ["192.0.2.0/24"]  # TEST-NET-1: no test client has it
 
 
-def deploy_or_fail(client, name, overrides):
-    run, mocks, port, prefix = deploy(client, name, overrides, secure=True)
-    if run.error is not None:
-        logs = "\n".join(f"--- {n}\n{l[-2000:]}" for n, l in mocks.attach_logs.items())
-        mocks.destroy(run)
-        cleanup_by_label(client, mocks.run_id)
-        pytest.fail(f"deployment failed: {run.error!r}\n{logs}")
-    return Deployment(run, mocks, client, port, prefix)
-
-
 @pytest.fixture(scope="module")
 def secure(docker_client, tmp_path_factory):
     started = time.monotonic()
-    stack = deploy_or_fail(docker_client, "sec", {"api.replicas": 2, "proxy.allowCidrs": PRIVATE})
+    stack = deploy_or_fail(docker_client, "sec", {"api.replicas": 2, "proxy.allowCidrs": PRIVATE}, secure=True)
     print(f"\n[e2e] secure stack deployed in {time.monotonic() - started:.1f} s")
     ca = tmp_path_factory.mktemp("ca") / "ca.pem"
     ca.write_text(stack.outputs["ca_certificate"])
     stack.ca_file = str(ca)
     yield stack
-    stack.mocks.destroy(stack.run)
-    cleanup_by_label(docker_client, stack.mocks.run_id)
+    tear_down(stack)
 
 
 def credentials(stack) -> tuple[str, str]:
@@ -186,7 +174,8 @@ def test_every_container_is_hardened_as_docker_sees_it(secure):
 def test_an_allowlist_that_excludes_the_client_gives_403(docker_client, secure):
     # The secure stack's allowlist includes the test client (every test above got through).
     assert requests.get(secure.outputs["health_url"], verify=secure.ca_file, timeout=5).status_code == 200
-    denied = deploy_or_fail(docker_client, "deny", {"api.replicas": 1, "proxy.allowCidrs": EXCLUDES_EVERYONE_HERE})
+    denied = deploy_or_fail(docker_client, "deny", {"api.replicas": 1, "proxy.allowCidrs": EXCLUDES_EVERYONE_HERE},
+                            secure=True)
     try:
         ca = secure.ca_file.replace("ca.pem", "deny-ca.pem")
         with open(ca, "w") as f:
@@ -196,5 +185,4 @@ def test_an_allowlist_that_excludes_the_client_gives_403(docker_client, secure):
         # nginx itself is healthy: its own check comes from 127.0.0.1 inside the container
         assert denied.client.api.inspect_container(denied.outputs["containers"]["proxy"])["State"]["Health"]["Status"] == "healthy"
     finally:
-        denied.mocks.destroy(denied.run)
-        cleanup_by_label(docker_client, denied.mocks.run_id)
+        tear_down(denied)

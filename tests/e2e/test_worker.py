@@ -14,9 +14,8 @@ import time
 
 import pytest
 
-from docker_mocks import cleanup_by_label
 from images import FLOWS_IMAGE, FLOW_ENTRYPOINT, WORKER_IMAGE
-from testbed import Deployment, deploy
+from testbed import deploy_or_fail, tear_down
 
 pytestmark = pytest.mark.timeout(900)
 
@@ -27,7 +26,7 @@ TIMEOUT = 77  # not the default, so the test sees config reach the container
 @pytest.fixture(scope="module")
 def stack(docker_client):
     started = time.monotonic()
-    run, mocks, port, prefix = deploy(docker_client, "wk", {
+    stack = deploy_or_fail(docker_client, "wk", {
         "api.replicas": 2,
         "worker.enabled": True,
         "worker.pool": POOL,
@@ -36,19 +35,13 @@ def stack(docker_client):
         "worker.dockerClientTimeout": TIMEOUT,
         "worker.jobImagePullPolicy": "Never",
     })
-    if run.error is not None:
-        logs = "\n".join(f"--- {n}\n{l[-2000:]}" for n, l in mocks.attach_logs.items())
-        mocks.destroy(run)
-        cleanup_by_label(docker_client, mocks.run_id)
-        pytest.fail(f"deployment failed: {run.error!r}\n{logs}")
     print(f"\n[e2e] stack with a Docker worker deployed in {time.monotonic() - started:.1f} s")
-    yield Deployment(run, mocks, docker_client, port, prefix)
+    yield stack
     # Flow-run containers are the worker's, not the program's: a run still going
     # at teardown would hold the edge network.
     for leftover in docker_client.containers.list(all=True, filters={"ancestor": FLOWS_IMAGE}):
         leftover.remove(force=True)
-    mocks.destroy(run)
-    cleanup_by_label(docker_client, mocks.run_id)
+    tear_down(stack)
 
 
 @pytest.fixture(scope="module")

@@ -19,7 +19,7 @@ import docker
 import pytest
 import requests
 
-from docker_mocks import DockerMocks
+from docker_mocks import DockerMocks, cleanup_by_label
 from harness import REPO, Run, run_program
 
 PREFECT_IMAGE = "prefect-ha-test/prefect:3.8.8"
@@ -196,3 +196,19 @@ def crash_process(client: docker.DockerClient, name: str) -> None:
     """
     pid = client.api.inspect_container(name)["State"]["Pid"]
     os.kill(pid, signal.SIGKILL)
+
+
+def deploy_or_fail(client, name: str, overrides: dict | None = None, *, secure: bool = False) -> Deployment:
+    """deploy(), or fail the test with the one-shot jobs' output after removing what was made."""
+    run, mocks, port, prefix = deploy(client, name, overrides, secure=secure)
+    if run.error is not None:
+        logs = "\n".join(f"--- {n}\n{l[-2000:]}" for n, l in mocks.attach_logs.items())
+        mocks.destroy(run)
+        cleanup_by_label(client, mocks.run_id)
+        pytest.fail(f"deployment failed: {run.error!r}\n{logs}")
+    return Deployment(run, mocks, client, port, prefix)
+
+
+def tear_down(deployment: Deployment) -> None:
+    deployment.mocks.destroy(deployment.run)
+    cleanup_by_label(deployment.client, deployment.mocks.run_id)
