@@ -15,7 +15,7 @@ import time
 import pytest
 
 from images import FLOWS_IMAGE, FLOW_ENTRYPOINT, WORKER_IMAGE
-from testbed import deploy_or_fail, tear_down
+from testbed import crash_process, deploy_or_fail, tear_down, wait_for
 
 pytestmark = pytest.mark.timeout(900)
 
@@ -119,3 +119,15 @@ def test_ten_runs_submitted_at_once_all_complete(stack, flow_deployment):
         assert any(f"hello from flow run number {r['n']}" in m for m in logs[r["id"]]), (r, logs[r["id"]])
     # auto-remove: nothing of the flows image is left behind
     assert not stack.client.containers.list(all=True, filters={"ancestor": FLOWS_IMAGE})
+
+
+def test_a_crashed_worker_is_restarted_and_serves_the_pool_again(stack, flow_deployment):
+    name = stack.outputs["containers"]["workers"][0]
+    before = stack.client.api.inspect_container(name)["RestartCount"]
+    crash_process(stack.client, name)
+    wait_for(lambda: stack.client.api.inspect_container(name)["RestartCount"] > before, timeout=60,
+             what=f"{name} to be restarted by its policy")
+    wait_for(lambda: stack.client.api.inspect_container(name)["State"]["Health"]["Status"] == "healthy",
+             timeout=180, interval=2, what=f"{name} healthy again")
+    result = json.loads(stack.prefect("run_many.py", flow_deployment, "1", "240").strip().splitlines()[-1])
+    assert [r["state"] for r in result["runs"]] == ["COMPLETED"], result
