@@ -1,4 +1,5 @@
-"""Run a small flow in this process against PREFECT_API_URL and print, as JSON, the state the API recorded."""
+"""Run a small flow in this process against PREFECT_API_URL (with whatever credentials and CA
+the environment gives) and print, as JSON, what the API recorded for it."""
 
 import json
 
@@ -14,5 +15,6 @@ def secure_edge_check() -> int:
 
 state = secure_edge_check(return_state=True)
 with get_client(sync_client=True) as client:
-    recorded = client.read_flow_run(state.state_details.flow_run_id)
-print(json.dumps({"result": state.result(), "state": recorded.state.type.value}))
+    run = client.read_flow_run(state.state_details.flow_run_id)
+print(json.dumps({"id": str(run.id), "name": run.name, "state": run.state.type.value,
+                  "created": run.created.isoformat(), "result": state.result()}))
