@@ -643,6 +643,10 @@ def edge_agent() -> None:  # pragma: no cover - runs in the namespace, driven by
     import ssl
     import threading
 
+    # The container's tmpfs, mounted only now: this interpreter and its imports may
+    # live under /tmp (a checkout there), which the mounts then cover.
+    subprocess.run(["sh", "-c", os.environ.pop(AGENT_MOUNTS_ENV)], check=True)
+
     class Echo(http.server.BaseHTTPRequestHandler):
         protocol_version = "HTTP/1.1"
 
@@ -714,6 +718,9 @@ def edge_agent() -> None:  # pragma: no cover - runs in the namespace, driven by
     nginx.wait(timeout=10)
 
 
+AGENT_MOUNTS_ENV = "EDGE_AGENT_MOUNTS"
+
+
 class EdgeAgent:
     """Drives edge_agent() in `unshare -m -n`: a network of its own (only loopback,
     so nginx's fixed ports collide with nothing), /etc/hosts naming the replicas,
@@ -722,19 +729,18 @@ class EdgeAgent:
     def __init__(self, tmp_path: Path, env: dict[str, str], hosts: list[str]):
         nginx_binary()
         (tmp_path / "hosts").write_text("".join(f"127.0.0.1 {h}\n" for h in ["localhost", PUBLIC_HOST, *hosts]))
-        mounts = [f"mount -t tmpfs -o mode=1777 tmpfs {p}" for p in proxy.TMPFS if Path(p).is_dir()]
+        mounts = " && ".join(f"mount -t tmpfs -o mode=1777 tmpfs {p}" for p in proxy.TMPFS if Path(p).is_dir())
         agent = (f"import sys; sys.path[:0] = {[str(REPO), str(REPO / 'tests')]!r}; "
                  "import test_proxy; test_proxy.edge_agent()")
         script = " && ".join([
             "ip link set lo up",
-            f"mount --bind {tmp_path}/hosts /etc/hosts",  # before /tmp is covered
-            *mounts,
+            f"mount --bind {tmp_path}/hosts /etc/hosts",
             f"exec {shlex.quote(sys.executable)} -c {shlex.quote(agent)}",
         ])
         path = f"{os.environ.get('PATH', '')}:/usr/sbin:/sbin"
         self.process = subprocess.Popen(
             ["unshare", "-m", "-n", "sh", "-c", script], stdin=subprocess.PIPE, stdout=subprocess.PIPE,
-            stderr=subprocess.PIPE, text=True, env={"PATH": path, **env},
+            stderr=subprocess.PIPE, text=True, env={"PATH": path, AGENT_MOUNTS_ENV: mounts, **env},
         )
         self.selector = selectors.DefaultSelector()
         self.selector.register(self.process.stdout, selectors.EVENT_READ)
