@@ -11,6 +11,12 @@ PASSWORD_SPECIALS = "@:/?#%&+ !$*-_.~="
 PASSWORD_LENGTH = 32
 
 
+def _password(name: str, specials: str, opts: pulumi.ResourceOptions) -> random.RandomPassword:
+    return random.RandomPassword(
+        name, length=PASSWORD_LENGTH, special=True, override_special=specials, min_special=2, opts=opts
+    )
+
+
 class StackSecrets(pulumi.ComponentResource):
     """Passwords for the Postgres role and for Redis, and the API credentials when auth is on."""
 
@@ -24,38 +30,18 @@ class StackSecrets(pulumi.ComponentResource):
     def __init__(self, name: str, *, auth_username: str | None = None, opts: pulumi.ResourceOptions | None = None):
         super().__init__("prefect-ha:index:StackSecrets", name, None, opts)
         child = pulumi.ResourceOptions(parent=self)
-        self.postgres = random.RandomPassword(
-            f"{name}-postgres",
-            length=PASSWORD_LENGTH,
-            special=True,
-            override_special=PASSWORD_SPECIALS,
-            min_special=2,
-            opts=child,
-        )
+        self.postgres = _password(f"{name}-postgres", PASSWORD_SPECIALS, child)
         # redis.conf has no quoting rules for requirepass beyond whitespace and
         # quotes, so its password sticks to characters that need none.
-        self.redis = random.RandomPassword(
-            f"{name}-redis",
-            length=PASSWORD_LENGTH,
-            special=True,
-            override_special="@:/?#%&+!$*-_.~=",
-            min_special=2,
-            opts=child,
-        )
+        self.redis = _password(f"{name}-redis", "@:/?#%&+!$*-_.~=", child)
         self.postgres_password = pulumi.Output.secret(self.postgres.result)
         self.redis_password = pulumi.Output.secret(self.redis.result)
         self.auth_string = self.htpasswd = None
         if auth_username is not None:
             # The bcrypt hash is computed once and kept in state, so nginx's
             # htpasswd (and its container) does not change on every `pulumi up`.
-            self.auth = random.RandomPassword(
-                f"{name}-auth",
-                length=PASSWORD_LENGTH,
-                special=True,
-                override_special="-_.~!*+=",
-                min_special=2,
-                opts=child,
-            )
+            # A user types it into the UI's login form: no characters that confuse.
+            self.auth = _password(f"{name}-auth", "-_.~!*+=", child)
             self.auth_string = pulumi.Output.secret(self.auth.result.apply(lambda pw: f"{auth_username}:{pw}"))
             self.htpasswd = pulumi.Output.secret(self.auth.bcrypt_hash.apply(lambda h: f"{auth_username}:{h}\n"))
         self.register_outputs(

@@ -23,7 +23,6 @@ import time
 from pathlib import Path
 
 import bcrypt
-import pulumi
 import pytest
 from cryptography import x509
 
@@ -39,9 +38,8 @@ from components.proxy import (
     public_listen_port,
     render_nginx_conf,
 )
-from components.tls import EdgeTls
 from harness import REPO, run_program
-from tls_mocks import CERT_REQUEST, LOCALLY_SIGNED_CERT, PRIVATE_KEY, SELF_SIGNED_CERT, tls_state
+from tls_mocks import CERT_REQUEST, LOCALLY_SIGNED_CERT, PRIVATE_KEY, SELF_SIGNED_CERT, edge_tls_run, tls_state
 
 WEBSOCKETS = [
     "/api/events/in",
@@ -785,21 +783,6 @@ def basic(user: str, password: str) -> dict[str, str]:
     return {"Authorization": "Basic " + base64.b64encode(f"{user}:{password}".encode()).decode()}
 
 
-def generated_edge_tls(overrides: dict[str, str]) -> dict[str, str]:
-    """EdgeTls's outputs under mocks whose pulumi-tls resources are computed for real."""
-    config = load_config(overrides)
-
-    def program():
-        edge = EdgeTls("edge", config=config)
-        pulumi.export("certificate", edge.certificate)
-        pulumi.export("private_key", edge.private_key)
-        pulumi.export("ca_certificate", edge.ca_certificate)
-
-    run = run_program("dev", program=program)
-    assert run.error is None, run.error
-    return run.outputs
-
-
 SECURE = {
     "api.replicas": "2", "tls.enabled": "true", "tls.httpPort": "9080", "proxy.port": "9443",
     "proxy.publicUrl": SECURE_PUBLIC_URL, "auth.mode": "nginx",
@@ -814,7 +797,7 @@ def secure_edge(tmp_path_factory):
     """TLS with a generated CA, nginx basic auth, an allowlist and a rate limit."""
     config = load_config(SECURE)
     hosts = replica_hosts(config.api.replicas)
-    tls = generated_edge_tls(SECURE)
+    tls = edge_tls_run(SECURE).outputs
     env = nginx_env(render_nginx_conf(config, "test", hosts), certificate=tls["certificate"],
                     private_key=tls["private_key"], htpasswd=htpasswd_line("ops", PASSWORD))
     agent = EdgeAgent(tmp_path_factory.mktemp("secure-edge"), env, hosts)

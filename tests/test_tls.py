@@ -3,42 +3,24 @@
 import datetime as dt
 import ipaddress
 
-import pulumi
 import pytest
 from cryptography import x509
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.verification import PolicyBuilder, Store, VerificationError
 
-from components.config import load_config
 from components.tls import (
     CA_EARLY_RENEWAL_HOURS,
     CA_VALIDITY_HOURS,
     SERVER_EARLY_RENEWAL_HOURS,
     SERVER_VALIDITY_HOURS,
-    EdgeTls,
     subject_alt_names,
 )
-from harness import SECRET_SIG, run_program
-from tls_mocks import CERT_REQUEST, LOCALLY_SIGNED_CERT, PRIVATE_KEY, SELF_SIGNED_CERT, TYPES, tls_state
+from harness import SECRET_SIG
+from tls_mocks import CERT_REQUEST, LOCALLY_SIGNED_CERT, PRIVATE_KEY, SELF_SIGNED_CERT, TYPES, edge_tls_run, tls_state
 
 TLS_TYPES = set(TYPES)
 COMPONENT = "prefect-ha:index:EdgeTls"
-
-
-def edge_tls_run(overrides: dict[str, str]):
-    """EdgeTls alone, with its three attributes exported."""
-    config = load_config({"tls.enabled": "true", **overrides})
-
-    def program():
-        edge = EdgeTls("edge", config=config)
-        pulumi.export("certificate", edge.certificate)
-        pulumi.export("private_key", edge.private_key)
-        pulumi.export("ca_certificate", edge.ca_certificate)
-
-    run = run_program("dev", program=program)
-    assert run.error is None, run.error
-    return run
 
 
 def load_cert(pem: str) -> x509.Certificate:

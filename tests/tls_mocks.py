@@ -289,3 +289,25 @@ def _locally_signed_cert(inputs: dict[str, Any]) -> dict[str, Any]:
         issuer=ca_cert.subject, signing_key=ca_key, issuer_cert=ca_cert,
     )
     return {**state, "caKeyAlgorithm": _key_algorithm(ca_key)}
+
+
+def edge_tls_run(overrides: dict[str, str]):
+    """EdgeTls alone under the harness's mocks (pulumi-tls computed for real by
+    tls_state), with its three attributes exported."""
+    import pulumi
+
+    from components.config import load_config
+    from components.tls import EdgeTls
+    from harness import run_program
+
+    config = load_config({"tls.enabled": "true", **overrides})
+
+    def program():
+        edge = EdgeTls("edge", config=config)
+        pulumi.export("certificate", edge.certificate)
+        pulumi.export("private_key", edge.private_key)
+        pulumi.export("ca_certificate", edge.ca_certificate)
+
+    run = run_program("dev", program=program)
+    assert run.error is None, run.error
+    return run
