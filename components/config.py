@@ -13,6 +13,7 @@ from __future__ import annotations
 import ipaddress
 import json
 import re
+import shlex
 from typing import Any, Mapping
 from urllib.parse import urlsplit
 
@@ -345,7 +346,7 @@ class TlsConfig(_Group):
     )
     key: SecretStr = Field(
         SecretStr(""),
-        description="PEM private key of tls.certificate; set it with `pulumi config set --secret`.",
+        description="PEM private key of tls.certificate; set it with `pulumi config set --secret --path tls.key`.",
     )
     http_port: int = Field(
         0, description="Host port for plain HTTP that redirects to HTTPS; 0 publishes none."
@@ -677,26 +678,62 @@ def _format_error(error: Mapping[str, Any]) -> list[str]:
     return [f"{loc} {message}"]
 
 
+def group_names(model: type[BaseModel] = StackConfig) -> dict[str, type[BaseModel]]:
+    """Config groups by key (``api``, ``postgres``, ...) and their models."""
+    return {
+        to_camel(name): field.annotation
+        for name, field in model.model_fields.items()
+        if isinstance(field.annotation, type) and issubclass(field.annotation, BaseModel)
+    }
+
+
+def _set_command(key: str, value: Any) -> str:
+    field = config_keys().get(key)
+    if field is not None and field.annotation is SecretStr:
+        return f"pulumi config set --secret --path {key} <value>"  # never echo a secret
+    text = value if isinstance(value, str) else json.dumps(value)
+    return f"pulumi config set --path {key} {shlex.quote(text)}"
+
+
 def load_config(raw: Mapping[str, Any]) -> StackConfig:
-    """Build the model from flat dotted keys (``{"api.replicas": "3"}``).
+    """Build the model from the stack's config as the engine hands it over.
+
+    Pulumi.yaml declares dotted keys (``api.replicas``), which the engine
+    treats as paths into structured config: the program receives one object
+    per group (``api`` = its declared defaults merged with the values set by
+    ``pulumi config set --path api.replicas 3``), as JSON text or a mapping,
+    and plain top-level keys (``namePrefix``) as text. A key set without
+    ``--path`` arrives literally as ``api.replicas``: neither merged nor
+    type-checked by the CLI, so it is refused here with the command to use.
 
     Raises ConfigError listing every problem, each naming the key, the value
     and what is allowed.
     """
-    known = config_keys()
-    unknown = sorted(k for k in raw if k not in known)
-    nested: dict[str, Any] = {}
+    groups = group_names()
+    problems: list[str] = []
+    data: dict[str, Any] = {}
     for key, value in raw.items():
-        if key not in known:
+        if "." in key:
+            problems.append(
+                f"{key} is set as a literal key (without --path), which Pulumi neither type-checks nor merges "
+                f"into the {key.split('.', 1)[0]!r} group; remove it with `pulumi config rm {key}` and set it with "
+                f"`{_set_command(key, value)}`"
+            )
             continue
-        node = nested
-        *groups, leaf = key.split(".")
-        for group in groups:
-            node = node.setdefault(group, {})
-        node[leaf] = value
-    problems = [f"{k} is not a known setting of {PROJECT}; see Pulumi.yaml for the keys" for k in unknown]
+        if key in groups and isinstance(value, str):
+            try:
+                value = json.loads(value) if value.strip() else {}
+            except json.JSONDecodeError:
+                value = None
+        if key in groups and not isinstance(value, Mapping):
+            problems.append(
+                f"{key} must be a group of settings, set one by one with "
+                f"`pulumi config set --path {key}.<setting> <value>`"
+            )
+            continue
+        data[key] = value
     try:
-        config = StackConfig.model_validate(nested)
+        config = StackConfig.model_validate(data)
     except ValidationError as err:
         for error in err.errors():
             problems.extend(_format_error(error))
@@ -704,6 +741,23 @@ def load_config(raw: Mapping[str, Any]) -> StackConfig:
     if problems:
         raise ConfigError(problems)
     return config
+
+
+def nest_paths(flat: Mapping[str, Any]) -> dict[str, Any]:
+    """``{"api.replicas": 3}`` as the engine groups it: ``{"api": {"replicas": 3}}``."""
+    nested: dict[str, Any] = {}
+    for key, value in flat.items():
+        group, dot, leaf = key.partition(".")
+        if dot:
+            nested.setdefault(group, {})[leaf] = value
+        else:
+            nested[key] = value
+    return nested
+
+
+def load_paths(flat: Mapping[str, Any]) -> StackConfig:
+    """load_config from path keys as `pulumi config set --path` names them (``api.replicas``)."""
+    return load_config(nest_paths(flat))
 
 
 def _declared_type(annotation: Any) -> str:

@@ -119,6 +119,13 @@ def published(internal: int, external: int) -> list[docker.ContainerPortArgs]:
 NO_NEW_PRIVILEGES = "no-new-privileges:true"
 
 
+def capability_names(caps: Sequence[str]) -> list[str]:
+    """Capabilities as Docker stores them and the provider reads them back
+    (``CAP_CHOWN``): written ``CHOWN``, every `pulumi refresh` would plan a
+    replacement of the container."""
+    return sorted(c if c.startswith("CAP_") else f"CAP_{c}" for c in caps)
+
+
 def hardening(
     *, read_only: bool, tmpfs: Sequence[str] = (), cap_add: Sequence[str] = ()
 ) -> dict:
@@ -132,7 +139,7 @@ def hardening(
     """
     return {
         "security_opts": [NO_NEW_PRIVILEGES],
-        "capabilities": docker.ContainerCapabilitiesArgs(drops=["ALL"], adds=sorted(cap_add) or None),
+        "capabilities": docker.ContainerCapabilitiesArgs(drops=["ALL"], adds=capability_names(cap_add) or None),
         "read_only": read_only,
         "tmpfs": {path: "rw,noexec,nosuid,size=64m" for path in tmpfs} or None,
         "privileged": False,

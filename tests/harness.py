@@ -171,14 +171,48 @@ def _unwrap(value: Any) -> Any:
     return value
 
 
+def declared_defaults() -> dict[str, Any]:
+    """Pulumi.yaml's declared defaults, grouped the way the engine passes them."""
+    declared = yaml.safe_load((REPO / "Pulumi.yaml").read_text())["config"]
+    values: dict[str, Any] = {}
+    for key, spec in declared.items():
+        group, dot, leaf = key.partition(".")
+        if dot:
+            values.setdefault(group, {})[leaf] = spec.get("default")
+        else:
+            values[key] = spec.get("default")
+    return values
+
+
 def stack_config(stack: str, overrides: dict[str, Any] | None = None) -> dict[str, str]:
-    """The stack file's config as the CLI hands it to the program: flat, string-valued."""
+    """The stack's config as the engine hands it to the program: Pulumi.yaml's
+    defaults merged with the stack file, each group one JSON object, top-level
+    keys as text. ``overrides`` are paths (``api.replicas``), as set with
+    ``pulumi config set --path``; a key written ``prefect-ha:api.replicas``
+    stays literal, as a key set without ``--path`` does."""
     path = REPO / f"Pulumi.{stack}.yaml"
-    values = dict((yaml.safe_load(path.read_text()) or {}).get("config") or {}) if path.exists() else {}
+    values = declared_defaults()
+    literal: dict[str, Any] = {}
+    stack_file = dict((yaml.safe_load(path.read_text()) or {}).get("config") or {}) if path.exists() else {}
+    for key, value in stack_file.items():
+        name = key.split(":", 1)[1]
+        if isinstance(value, dict) and isinstance(values.get(name), dict):
+            values[name] = {**values[name], **value}
+        elif "." in name:
+            literal[key] = value
+        else:
+            values[name] = value
     for key, value in (overrides or {}).items():
-        values[key if ":" in key else f"{PROJECT}:{key}"] = value
+        if key.startswith(f"{PROJECT}:"):
+            literal[key] = value
+            continue
+        group, dot, leaf = key.partition(".")
+        if dot:
+            values[group] = {**values.get(group, {}), leaf: value}
+        else:
+            values[key] = value
     flat = {}
-    for key, value in values.items():
+    for key, value in [*((f"{PROJECT}:{k}", v) for k, v in values.items()), *literal.items()]:
         if isinstance(value, bool):
             flat[key] = "true" if value else "false"
         elif isinstance(value, (dict, list)):

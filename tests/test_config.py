@@ -11,6 +11,8 @@ from components.config import (
     config_keys,
     declared_default,
     load_config,
+    group_names,
+    load_paths,
     readme_table,
 )
 from pydantic import SecretStr
@@ -19,7 +21,7 @@ from harness import REPO
 
 def problems(raw):
     with pytest.raises(ConfigError) as err:
-        load_config(raw)
+        load_paths(raw)
     return err.value.problems
 
 
@@ -38,11 +40,17 @@ def test_every_model_key_is_declared_in_pulumi_yaml_with_the_same_default():
 @pytest.mark.parametrize("stack", ["dev", "prod"])
 def test_shipped_stack_files_validate_and_hold_no_plaintext_secret(stack):
     raw = yaml.safe_load((REPO / f"Pulumi.{stack}.yaml").read_text())["config"]
+    groups = group_names()
     for key, value in raw.items():
         assert key.startswith("prefect-ha:"), key
-        assert not isinstance(value, dict) or "secure" in value, f"{key} holds a structured plaintext value"
-        assert "password" not in key.lower() or "secure" in value, key
-    config = load_config({k.split(":", 1)[1]: str(v) for k, v in raw.items()})
+        name = key.split(":", 1)[1]
+        # Nested, as `pulumi config set --path` writes it: no literal dotted key.
+        assert "." not in name, f"{key} is a literal dotted key; the stack file must nest it under its group"
+        if isinstance(value, dict) and "secure" not in value:
+            assert name in groups, f"{key} holds a structured value but is no config group"
+            for leaf, leaf_value in value.items():
+                assert "password" not in leaf.lower() and "key" != leaf or "secure" in leaf_value, f"{name}.{leaf}"
+    config = load_config({k.split(":", 1)[1]: v for k, v in raw.items()})
     if stack == "prod":
         assert config.api.replicas == 3
         assert config.postgres.host_port == 0 and config.redis.host_port == 0
@@ -52,13 +60,13 @@ def test_shipped_stack_files_validate_and_hold_no_plaintext_secret(stack):
 
 
 def test_defaults_are_a_valid_config():
-    config = load_config({})
+    config = load_paths({})
     assert config == StackConfig()
     assert config.prefix("dev") == "prefect-ha-dev"
 
 
 def test_values_arrive_as_strings_like_the_cli_gives_them():
-    config = load_config({"api.replicas": "3", "postgres.retainVolume": "false", "proxy.port": "8443"})
+    config = load_paths({"api.replicas": "3", "postgres.retainVolume": "false", "proxy.port": "8443"})
     assert config.api.replicas == 3
     assert config.postgres.retain_volume is False
     assert config.proxy.port == 8443
@@ -104,15 +112,15 @@ def test_connection_budget_is_refused_when_max_connections_is_set_too_low():
 
 
 def test_connection_budget_raises_max_connections_when_left_automatic():
-    small = load_config({"api.replicas": "1"})
+    small = load_paths({"api.replicas": "1"})
     assert small.postgres_max_connections == 100
-    big = load_config({"api.replicas": "8", "services.replicas": "2"})
+    big = load_paths({"api.replicas": "8", "services.replicas": "2"})
     assert big.postgres_max_connections == 10 * CONNECTIONS_PER_PREFECT_PROCESS + POSTGRES_CONNECTION_MARGIN
     assert big.postgres_max_connections > 100
 
 
 def test_public_url_trailing_slash_is_dropped():
-    assert load_config({"proxy.publicUrl": "https://prefect.example.com/"}).proxy.public_url == "https://prefect.example.com"
+    assert load_paths({"proxy.publicUrl": "https://prefect.example.com/"}).proxy.public_url == "https://prefect.example.com"
 
 
 def test_readme_documents_every_key_with_its_default():

@@ -27,7 +27,7 @@ import pytest
 from cryptography import x509
 
 from components import proxy
-from components.config import load_config
+from components.config import load_paths
 from components.prefect_settings import API_PORT
 from components.proxy import (
     HTTP_PORT,
@@ -127,7 +127,7 @@ COMBOS = list(itertools.product([1, 2, 3, 5], ["1m", "10m", "50m"], [80, 4200]))
 
 @pytest.mark.parametrize("replicas, body, port", COMBOS)
 def test_every_rendered_config_passes_nginx_t(replicas, body, port, tmp_path):
-    config = load_config({"api.replicas": str(replicas), "proxy.clientMaxBodySize": body, "proxy.port": str(port)})
+    config = load_paths({"api.replicas": str(replicas), "proxy.clientMaxBodySize": body, "proxy.port": str(port)})
     hosts = replica_hosts(replicas)
     (tmp_path / "run").mkdir()  # START_SCRIPT's job in the container
     conf = render_nginx_conf(config, "test", hosts, runtime_dir=str(tmp_path / "run"))
@@ -139,7 +139,7 @@ def test_every_rendered_config_passes_nginx_t(replicas, body, port, tmp_path):
 def test_nginx_t_rejects_a_broken_config(tmp_path):
     """The check above can fail: an unresolvable upstream is an error."""
     (tmp_path / "run").mkdir()
-    conf = render_nginx_conf(load_config({}), "test", ["prefect-api-1"], runtime_dir=str(tmp_path / "run"))
+    conf = render_nginx_conf(load_paths({}), "test", ["prefect-api-1"], runtime_dir=str(tmp_path / "run"))
     result = nginx_test(conf, [], tmp_path)
     assert result.returncode != 0
     assert "host not found in upstream" in result.stderr
@@ -167,13 +167,13 @@ CASES = {
 
 
 def render_case(case: str, runtime_dir: str = RUNTIME_DIR):
-    config = load_config(CASES[case])
+    config = load_paths(CASES[case])
     return config, render_nginx_conf(config, "test", replica_hosts(config.api.replicas), runtime_dir=runtime_dir)
 
 
 def test_the_matrix_covers_every_control():
     assert len(CASES) == 2 * 3 * 2 * 2 * 2
-    configs = [load_config(raw) for raw in CASES.values()]
+    configs = [load_paths(raw) for raw in CASES.values()]
     assert {c.tls.enabled for c in configs} == {False, True}
     assert {c.auth.mode for c in configs} == {"none", "prefect", "nginx"}
     assert {c.proxy.allow_cidrs for c in configs} == {(), ALLOWLIST}
@@ -386,7 +386,7 @@ def test_a_public_url_nginx_cannot_carry_literally_is_refused(url):
 
     # refused by the config model, before anything is rendered or created
     with pytest.raises(ConfigError, match="proxy.publicUrl must not contain"):
-        load_config({"proxy.publicUrl": url})
+        load_paths({"proxy.publicUrl": url})
 
 
 # --- each control in its place, for every combination ---------------------------------------------
@@ -478,7 +478,7 @@ def test_rate_limit_on_the_api_but_not_health_or_the_ui(case):
 
 
 def test_the_config_names_files_but_holds_no_secret(pki):
-    config = load_config({"tls.enabled": "true", "proxy.publicUrl": PUBLIC_HTTPS, "auth.mode": "nginx"})
+    config = load_paths({"tls.enabled": "true", "proxy.publicUrl": PUBLIC_HTTPS, "auth.mode": "nginx"})
     conf = render_nginx_conf(config, "test", ["prefect-api-1"])
     assert "PRIVATE KEY" not in conf and "BEGIN" not in conf and "$2a$" not in conf
     assert f"dir={RUNTIME_DIR}\n" in START_SCRIPT
@@ -514,7 +514,7 @@ def test_nginx_runs_read_only_with_only_the_capabilities_it_needs(prod_run):
     assert inputs["securityOpts"] == ["no-new-privileges:true"]
     # Measured on Debian's nginx 1.22: without CHOWN the master cannot hand its
     # temp directories to the workers; without SETGID or SETUID no worker starts.
-    assert inputs["capabilities"] == {"drops": ["ALL"], "adds": ["CHOWN", "SETGID", "SETUID"]}
+    assert inputs["capabilities"] == {"drops": ["ALL"], "adds": ["CAP_CHOWN", "CAP_SETGID", "CAP_SETUID"]}
     assert set(inputs["tmpfs"]) == {"/tmp", "/var/cache/nginx", "/var/lib/nginx"}
     assert RUNTIME_DIR.startswith("/tmp/")
     assert "uploads" not in inputs
@@ -795,7 +795,7 @@ PASSWORD = "correct horse"
 @pytest.fixture(scope="module")
 def secure_edge(tmp_path_factory):
     """TLS with a generated CA, nginx basic auth, an allowlist and a rate limit."""
-    config = load_config(SECURE)
+    config = load_paths(SECURE)
     hosts = replica_hosts(config.api.replicas)
     tls = edge_tls_run(SECURE).outputs
     env = nginx_env(render_nginx_conf(config, "test", hosts), certificate=tls["certificate"],
@@ -809,7 +809,7 @@ def secure_edge(tmp_path_factory):
 @pytest.fixture(scope="module")
 def open_edge(tmp_path_factory):
     """The defaults: plain HTTP, no auth at nginx, open to all, no rate limit."""
-    config = load_config({"proxy.publicUrl": OPEN_PUBLIC_URL})
+    config = load_paths({"proxy.publicUrl": OPEN_PUBLIC_URL})
     env = nginx_env(render_nginx_conf(config, "test", ["prefect-api-1"]))
     agent = EdgeAgent(tmp_path_factory.mktemp("open-edge"), env, ["prefect-api-1"])
     yield agent

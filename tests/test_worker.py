@@ -4,7 +4,7 @@ import json
 
 import pytest
 
-from components.config import load_config
+from components.config import load_paths
 from components.prefect_settings import CLIENT_API_URL, CLIENT_AUTH_STRING, DOCKER_CLIENT_TIMEOUT, EXTRA_PIP_PACKAGES
 from harness import StackMocks, run_program
 
@@ -30,7 +30,7 @@ def test_worker_env_carries_the_timeout_the_internal_api_url_and_no_auth_in_dev(
 
 
 def test_timeout_defaults_to_120_seconds():
-    assert load_config({}).worker.docker_client_timeout == 120
+    assert load_paths({}).worker.docker_client_timeout == 120
     env = env_of(worker_run().containers()["prefect-ha-dev-worker-1"])
     assert env[DOCKER_CLIENT_TIMEOUT] == "120"
 
@@ -130,5 +130,5 @@ def test_bad_worker_config_is_refused_naming_the_key(raw, expected):
     from components.config import ConfigError
 
     with pytest.raises(ConfigError) as err:
-        load_config(raw)
+        load_paths(raw)
     assert any(expected in p for p in err.value.problems), err.value.problems

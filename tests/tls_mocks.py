@@ -296,11 +296,11 @@ def edge_tls_run(overrides: dict[str, str]):
     tls_state), with its three attributes exported."""
     import pulumi
 
-    from components.config import load_config
+    from components.config import load_paths
     from components.tls import EdgeTls
     from harness import run_program
 
-    config = load_config({"tls.enabled": "true", **overrides})
+    config = load_paths({"tls.enabled": "true", **overrides})
 
     def program():
         edge = EdgeTls("edge", config=config)

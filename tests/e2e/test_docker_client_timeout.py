@@ -19,7 +19,7 @@ from urllib.parse import urlsplit
 import docker
 import pytest
 
-from components.config import load_config
+from components.config import load_paths
 from components.prefect_settings import DOCKER_CLIENT_TIMEOUT, EXTRA_PIP_PACKAGES, worker_env
 from docker_mocks import cleanup_by_label
 from images import PREFECT_DOCKER_REQUIREMENT, PREFECT_DOCKER_VERSION, WORKER_IMAGE
@@ -40,7 +40,7 @@ def run_id(docker_client):
 
 def program_env(overrides: dict[str, str], *, drop: tuple[str, ...] = ()) -> dict[str, str]:
     """The worker container's environment as the program builds it for this config."""
-    config = load_config({"worker.enabled": "true", **overrides})
+    config = load_paths({"worker.enabled": "true", **overrides})
     entries = worker_env(config, API_URL)
     assert all(isinstance(e, str) for e in entries), entries  # no secrets without auth
     env = dict(e.split("=", 1) for e in entries)
@@ -88,7 +88,7 @@ def assert_client_reached_engine(result: dict, mounts: dict, client: docker.Dock
 # The program's default (120) and a configured one; both differ from docker's own default.
 @pytest.mark.parametrize("overrides", [{}, {"worker.dockerClientTimeout": "37"}], ids=["default-120", "configured-37"])
 def test_worker_image_client_timeout_is_the_configured_value(docker_client, run_id, overrides):
-    expected = load_config(overrides).worker.docker_client_timeout
+    expected = load_paths(overrides).worker.docker_client_timeout
     env = program_env({**overrides, "worker.extraPipPackages": ""})
     assert env[DOCKER_CLIENT_TIMEOUT] == str(expected)
     assert EXTRA_PIP_PACKAGES not in env  # the image has prefect-docker baked in
