@@ -11,17 +11,16 @@ check here reads an unknown value: it skips what it cannot see and judges the
 rest, so a preview never fails on a policy error instead of a real violation.
 
 Names the program defines (label prefix, Postgres data directory, the server's
-auth-string setting) are imported from ``components`` so the pack and the
-program cannot drift apart; the repository root is put on ``sys.path`` for that.
+auth-string setting) come from program_facts.py, generated from ``components``
+(the pack ships alone, so it cannot import the program; the suite fails when
+the copy is stale).
 """
 
 from __future__ import annotations
 
 import re
-import sys
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any, Callable, Iterable, Iterator
 
 from pulumi_policy import (
@@ -36,13 +35,7 @@ from pulumi_policy import (
 )
 from pulumi_policy.proxy import UnknownValueError
 
-REPO = Path(__file__).resolve().parent.parent
-if str(REPO) not in sys.path:
-    sys.path.insert(0, str(REPO))
-
-from components.docker_common import LABEL_PREFIX  # noqa: E402
-from components.postgres import DATA_DIR as POSTGRES_DATA_DIR  # noqa: E402
-from components.prefect_settings import SERVER_AUTH_STRING  # noqa: E402
+from program_facts import LABEL_PREFIX, POSTGRES_DATA_DIR, SERVER_AUTH_STRING
 
 PACK_NAME = "prefect-ha-policies"
 
@@ -313,7 +306,9 @@ def postgres_volume_retained(args: StackValidationArgs, report_violation: Report
         for mount in data_mounts:
             if mount is UNKNOWN or get(mount, "containerPath") is UNKNOWN:
                 continue
-            if isinstance(get(mount, "hostPath"), str):
+            host_path = get(mount, "hostPath")
+            # The engine sends "" for a named-volume mount: only a real path is a bind mount.
+            if isinstance(host_path, str) and host_path:
                 continue  # a bind mount: Pulumi never deletes a host directory
             volume_name = get(mount, "volumeName")
             if not isinstance(volume_name, str):

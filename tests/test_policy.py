@@ -21,6 +21,7 @@ import copy
 import os
 import runpy
 import select
+import shutil
 import subprocess
 import sys
 from dataclasses import dataclass
@@ -231,12 +232,14 @@ def test_main_builds_the_pack_from_the_policy_list(monkeypatch):
     tree = ast.parse((POLICY_DIR / "__main__.py").read_text())
     assert not [n for n in ast.walk(tree) if isinstance(n, (ast.FunctionDef, ast.Lambda))]
     requirements = (POLICY_DIR / "requirements.txt").read_text()
-    assert "pulumi-policy" in requirements and "-r ../requirements.txt" in requirements
+    # Self-contained: nothing from outside policy/ is installed or imported.
+    assert "pulumi-policy" in requirements and "../" not in requirements
 
 
 def test_the_pack_spells_no_prefect_setting_name():
+    """Only the generated program_facts.py carries the program's spellings."""
     for path in POLICY_DIR.rglob("*"):
-        if "venv" in path.relative_to(POLICY_DIR).parts:
+        if "venv" in path.relative_to(POLICY_DIR).parts or path.name == "program_facts.py":
             continue
         if path.is_file() and path.suffix in (".py", ".md", ".yaml", ".txt"):
             assert not re.search(r"\bPREFECT_[A-Z0-9_]+", path.read_text()), path
@@ -594,13 +597,39 @@ def _analyzer_resource(reg: Registration) -> proto.AnalyzerResource:
     )
 
 
+def test_program_facts_copy_is_current():
+    from components.policy_facts import render
+
+    assert (POLICY_DIR / "program_facts.py").read_text() == render(), (
+        "policy/program_facts.py is stale: python -m components.policy_facts > policy/program_facts.py")
+
+
 @pytest.fixture(scope="module")
-def served_pack():
-    """``python -m pulumi.policy <engine> .`` in policy/, as pulumi-analyzer-policy-python starts it."""
-    env = {k: v for k, v in os.environ.items() if not k.startswith("PULUMI_")}
+def lone_pack(tmp_path_factory):
+    """policy/ copied alone, as `pulumi policy publish` ships it: no components/ beside it."""
+    target = tmp_path_factory.mktemp("pack") / "policy"
+    shutil.copytree(POLICY_DIR, target, ignore=shutil.ignore_patterns("venv", "__pycache__"))
+    return target
+
+
+def test_the_pack_loads_without_the_program(lone_pack):
+    env = {k: v for k, v in os.environ.items() if not k.startswith("PULUMI_") and k != "PYTHONPATH"}
+    done = subprocess.run(
+        [sys.executable, "-c", "import sys, prefect_ha_policies; print('components' in sys.modules)"],
+        cwd=lone_pack, capture_output=True, text=True, env=env,
+    )
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert done.stdout.strip() == "False"
+
+
+@pytest.fixture(scope="module")
+def served_pack(lone_pack):
+    """``python -m pulumi.policy <engine> .`` in a lone copy of policy/, as
+    pulumi-analyzer-policy-python starts it."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("PULUMI_") and k != "PYTHONPATH"}
     proc = subprocess.Popen(
         [sys.executable, "-u", "-m", "pulumi.policy", "127.0.0.1:1", "."],
-        cwd=POLICY_DIR, stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=env,
+        cwd=lone_pack, stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=env,
     )
     try:
         ready, _, _ = select.select([proc.stdout], [], [], 120)

@@ -29,9 +29,13 @@ class Unsupported(Exception):
     """An input or resource type this test double does not model."""
 
 
+# The engine sends a value not known yet as this string (the SDK's unmarshal keeps it a string).
+UNKNOWN_SENTINEL = "04da6b54-80e4-46f7-96ec-b56ff0331ba9"
+
+
 def plain(value: PropertyValue) -> Any:
     v = value.value
-    if isinstance(v, Computed):
+    if isinstance(v, Computed) or v == UNKNOWN_SENTINEL:
         return UNKNOWN
     if isinstance(v, tuple):
         return [plain(x) for x in v]
@@ -51,7 +55,8 @@ def to_plain(props: Mapping[str, PropertyValue]) -> tuple[dict[str, Any], set[st
 
 def to_value(value: Any, secret: bool = False) -> PropertyValue:
     if value is UNKNOWN:
-        return PropertyValue.computed()
+        # The SDK marshals a nested Computed not at all: send the engine's sentinel.
+        return PropertyValue(UNKNOWN_SENTINEL)
     if isinstance(value, bool) or value is None or isinstance(value, str):
         out = PropertyValue(value)
     elif isinstance(value, (int, float)):
@@ -92,6 +97,11 @@ class Resource:
     updatable: frozenset[str] = frozenset()
     secret_outputs: frozenset[str] = frozenset()
     defaults: Mapping[str, Any] = {}
+    # Optional+Computed in the provider's schema: left out of the program's
+    # inputs, the value in the state stands (no diff).
+    computed: frozenset[str] = frozenset()
+    # Sets in the provider's schema: order does not count.
+    sets: frozenset[str] = frozenset()
 
     def check(self, news: dict[str, Any]) -> dict[str, Any]:
         unknown = sorted(set(news) - self.inputs)
@@ -101,8 +111,17 @@ class Resource:
 
     def diff(self, olds: dict[str, Any], news: dict[str, Any]) -> tuple[list[str], list[str]]:
         """(changed keys, keys whose change replaces)."""
-        changed = [k for k in sorted(self.inputs) if not _same(olds.get(k), news.get(k))]
+        changed = [
+            k for k in sorted(self.inputs)
+            if not (k in self.computed and news.get(k) is None)
+            and not self.same(k, olds.get(k), news.get(k))
+        ]
         return changed, [k for k in changed if k not in self.updatable]
+
+    def same(self, key: str, old: Any, new: Any) -> bool:
+        if key in self.sets and isinstance(old, list) and isinstance(new, list):
+            return sorted(map(canonical, old)) == sorted(map(canonical, new))
+        return _same(old, new)
 
     def create(self, news: dict[str, Any], preview: bool, timeout: float) -> tuple[str, dict[str, Any]]:
         raise NotImplementedError
@@ -117,11 +136,22 @@ class Resource:
         pass
 
 
+def _zero(value: Any) -> bool:
+    # The Terraform SDK stores an unset attribute as its zero value.
+    return value is None or value is False or value == 0 or value in ([], {}, "")
+
+
+def canonical(value: Any) -> str:
+    """A set element, its zero-valued fields dropped, as comparable text."""
+    if isinstance(value, dict):
+        value = {k: v for k, v in value.items() if not _zero(v)}
+    return repr(sorted(value.items())) if isinstance(value, dict) else repr(value)
+
+
 def _same(a: Any, b: Any) -> bool:
     if a is UNKNOWN or b is UNKNOWN:
-        return a is b
-    empty = (None, [], {}, "")
-    if a in empty and b in empty:
+        return False  # not known yet: the engine shows it as a change
+    if _zero(a) and _zero(b):
         return True
     if isinstance(a, (int, float)) and isinstance(b, (int, float)) and not isinstance(a, bool):
         return float(a) == float(b)
@@ -145,6 +175,8 @@ class Plugin(p.Provider):
         self.resources = {r.token: r for r in resources}
 
     def _resource(self, token: str) -> Resource:
+        # The request's type is the URN's: parent types first, joined by "$".
+        token = token.rsplit("$", 1)[-1]
         try:
             return self.resources[token]
         except KeyError:
@@ -169,14 +201,17 @@ class Plugin(p.Provider):
 
     async def diff(self, request):
         res = self._resource(request.type)
-        olds, _ = to_plain(request.old_state)
-        news, _ = to_plain(request.new_inputs)
+        olds, old_secrets = to_plain(request.old_state)
+        news, new_secrets = to_plain(request.new_inputs)
         changed, replaces = res.diff(olds, news)
         detailed = {
             k: p.PropertyDiff(p.PropertyDiffKind.UPDATE_REPLACE if k in replaces else p.PropertyDiffKind.UPDATE, True)
             for k in changed
         }
         _log(f"diff {request.urn}: changed={changed} replaces={replaces}")
+        for k in changed:  # values of secret inputs stay out of the trace
+            shown = "(secret)" if k in old_secrets | new_secrets else f"{olds.get(k)!r} -> {news.get(k)!r}"
+            _log(f"  {k}: {shown}")
         return p.DiffResponse(changes=bool(changed), replaces=replaces, diffs=changed, detailed_diff=detailed)
 
     async def create(self, request):

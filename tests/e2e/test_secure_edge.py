@@ -14,6 +14,7 @@ import time
 import pytest
 import requests
 
+from components.config import load_config
 from docker_mocks import TEST_LABEL
 from harness import stack_config
 from testbed import deploy_or_fail, tear_down
@@ -95,8 +96,8 @@ def test_a_prefect_client_with_client_env_runs_a_flow_to_completed(secure):
 
 
 def test_rate_limit_answers_429_above_the_burst_and_passes_within_it(secure):
-    config = stack_config("prod")
-    rate, burst = int(config["prefect-ha:proxy.rateLimit"]), int(config["prefect-ha:proxy.rateLimitBurst"])
+    proxy = load_config(stack_config("prod")).proxy
+    rate, burst = proxy.rate_limit, proxy.rate_limit_burst
     url = f"{secure.outputs['api_url']}/admin/version"
     session = requests.Session()
     session.auth = credentials(secure)

@@ -1,0 +1,215 @@
+"""The program under the real Pulumi engine, onto the real Docker engine.
+
+The CLI (built from the Go module proxy) reads Pulumi.yaml and the stack file,
+checks and encrypts config, diffs, plans creates and replacements, refreshes
+and destroys; the providers are the plugin doubles in testbed/providers/.
+Each shipped stack goes through what a user does on day one: `up`, a preview
+that must show no change, `refresh` and again no change, `destroy` that keeps
+only the Postgres volume. Bad config must stop `up` before any resource.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+
+import docker
+import pytest
+import requests
+from pulumi import automation as auto
+
+from engine import Engine, EngineStack
+from harness import Registration
+from testbed import IMAGES, PLAIN_EDGE, free_port, new_run_id
+from test_policy import evaluate, of
+
+TEST_LABEL = "prefect-ha-test.run"
+SECRET_SIG = "4dabf18193072939515e22adb298388d"
+
+
+@pytest.fixture(scope="session")
+def engine(docker_client, tmp_path_factory):
+    started = time.monotonic()
+    built = Engine.create(tmp_path_factory.mktemp("engine"))
+    print(f"\n[engine] CLI and plugins {built.plugins} ready in {time.monotonic() - started:.1f} s")
+    return built
+
+
+def labelled(client: docker.DockerClient, run_id: str) -> dict[str, list[str]]:
+    selector = {"label": f"{TEST_LABEL}={run_id}"}
+    return {
+        "containers": sorted(c.name for c in client.containers.list(all=True, filters=selector)),
+        "networks": sorted(n.name for n in client.networks.list(filters=selector)),
+        "volumes": sorted(v.name for v in client.volumes.list(filters=selector)),
+    }
+
+
+def sweep(client: docker.DockerClient, run_id: str) -> None:
+    selector = {"label": f"{TEST_LABEL}={run_id}"}
+    for c in client.containers.list(all=True, filters=selector):
+        c.remove(force=True)
+    for n in client.networks.list(filters=selector):
+        n.remove()
+    for v in client.volumes.list(filters=selector):
+        v.remove(force=True)
+
+
+def stand_in(stack: str, name: str) -> dict:
+    """Stand-in images, own names and free ports; the prod edge as shipped (TLS, auth)."""
+    port = free_port()
+    edge = ({"proxy.publicUrl": f"https://127.0.0.1:{port}", "tls.httpPort": free_port()} if stack == "prod"
+            else {"proxy.publicUrl": f"http://127.0.0.1:{port}", **PLAIN_EDGE})
+    return {**IMAGES, "namePrefix": f"prefect-ha-{name}", "proxy.port": port, "waitTimeout": 180, **edge}
+
+
+def new_stack(engine: Engine, tmp_path_factory, stack: str, name: str, **kwargs) -> tuple[EngineStack, str]:
+    run_id = new_run_id(name)
+    overrides = {**stand_in(stack, name), **kwargs.pop("overrides", {})}
+    made = engine.stack(stack, tmp_path_factory.mktemp(name), overrides=overrides,
+                        env={"PREFECT_HA_TEST_RUN": run_id}, **kwargs)
+    return made, run_id
+
+
+# --- day one, for both shipped stacks ---------------------------------------------
+
+
+@pytest.fixture(scope="module", params=["dev", "prod"])
+def lifecycle(request, engine, docker_client, tmp_path_factory):
+    stack, run_id = new_stack(engine, tmp_path_factory, request.param, f"eng{request.param}")
+    started = time.monotonic()
+    try:
+        result = stack.up()
+    except auto.CommandError as err:
+        sweep(docker_client, run_id)
+        pytest.fail(f"{request.param}: first `pulumi up` failed:\n{str(err)[-6000:]}")
+    print(f"\n[engine] {request.param}: first up in {time.monotonic() - started:.1f} s, {result.summary.resource_changes}")
+    yield request.param, stack, run_id, result
+    try:
+        stack.destroy()
+    except auto.CommandError:
+        pass  # the destroy test reports its own failure; this only tidies up
+    sweep(docker_client, run_id)
+
+
+def test_first_up_creates_every_resource_and_nginx_serves(lifecycle, docker_client):
+    name, stack, run_id, result = lifecycle
+    assert result.summary.result == "succeeded"
+    assert set(result.summary.resource_changes) == {"create"}
+    outputs = stack.outputs()
+    made = labelled(docker_client, run_id)
+    reported = {n for names in outputs["containers"].values() for n in ([names] if isinstance(names, str) else names)}
+    assert reported and reported <= set(made["containers"]), (outputs["containers"], made)
+    for container in docker_client.containers.list(filters={"label": f"{TEST_LABEL}={run_id}"}):
+        health = container.attrs["State"].get("Health", {}).get("Status")
+        assert health in (None, "healthy"), f"{container.name}: {health}"
+    # nginx answers at the URL the stack reports (health needs no credentials).
+    response = requests.get(outputs["health_url"], verify=False, timeout=10)
+    assert response.status_code == 200, response.text[:300]
+
+
+def test_preview_right_after_up_shows_no_change(lifecycle):
+    _, stack, _, _ = lifecycle
+    preview = stack.preview(expect_no_changes=True, diff=True)
+    assert set(preview.change_summary) == {"same"}, preview.change_summary
+
+
+def test_refresh_reads_back_what_was_written_and_then_no_change(lifecycle):
+    _, stack, _, _ = lifecycle
+    refreshed = stack.refresh()
+    assert set(refreshed.summary.resource_changes) == {"same"}, refreshed.summary.resource_changes
+    preview = stack.preview(expect_no_changes=True, diff=True)
+    assert set(preview.change_summary) == {"same"}, preview.change_summary
+
+
+def engine_resources(stack: EngineStack) -> list[Registration]:
+    """The checkpoint's resources as the engine hands them to a policy pack:
+    inputs for resource policies, outputs for stack policies (secrets in plain)."""
+    found = []
+    for seq, res in enumerate(stack.state()["resources"]):
+        if res["type"].startswith("pulumi:providers:"):
+            continue
+        outputs = _plain(res.get("outputs") or {})
+        found.append(Registration(
+            seq=seq, type=res["type"], name=res["urn"].rsplit("::", 1)[-1], urn=res["urn"],
+            parent=res.get("parent", ""), inputs=outputs, raw_inputs=outputs,
+            dependencies=res.get("dependencies", []), property_dependencies=res.get("propertyDependencies", {}),
+            delete_before_replace=False, replace_on_changes=[], retain_on_delete=bool(res.get("retainOnDelete")),
+            protect=bool(res.get("protect")), custom=bool(res.get("custom")),
+        ))
+    return found
+
+
+def _plain(value):
+    if isinstance(value, dict):
+        if value.get(SECRET_SIG) == "1b47061264138c4ac30d75fd1eb44270":
+            return _plain(json.loads(value["plaintext"])) if "plaintext" in value else None
+        return {k: _plain(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_plain(v) for v in value]
+    return value
+
+
+def test_policy_pack_judges_what_the_engine_sends(lifecycle):
+    """The engine gives each named-volume mount "hostPath": "" (the pack once took
+    that for a bind mount and so never checked the Postgres volume)."""
+    name, stack, _, _ = lifecycle
+    resources = engine_resources(stack)
+    postgres = next(r for r in resources if r.type.endswith("container:Container")
+                    and {"label": "prefect-ha.component", "value": "postgres"} in r.inputs["labels"])
+    assert [m["hostPath"] for m in postgres.inputs["volumes"]] == [""], postgres.inputs["volumes"]
+    assert evaluate(resources) == [], "the shipped stack as deployed must pass every policy"
+    # What postgres.retainVolume false changes on the Postgres container: its declaration.
+    postgres.inputs["labels"] = [
+        {"label": "prefect-ha.data-volume", "value": "disposable"} if l["label"] == "prefect-ha.data-volume" else l
+        for l in postgres.inputs["labels"]
+    ]
+    found = of(evaluate(resources), "postgres-volume-retained")
+    assert len(found) == 1 and "retainVolume" in found[0].message, found
+
+
+def test_destroy_keeps_the_postgres_volume_and_nothing_else(lifecycle, docker_client):
+    name, stack, run_id, _ = lifecycle
+    volume = stack.outputs()["postgres_volume"]
+    stack.destroy()
+    assert stack.state().get("resources", []) == []
+    assert labelled(docker_client, run_id) == {"containers": [], "networks": [], "volumes": [volume]}
+
+
+# --- bad config: refused before any resource, with the key and the value -----------
+
+BAD_CONFIG = {
+    "string-for-integer": ({"api.replicas": "three"}, {}, ["api.replicas", "integer"]),
+    "zero-replicas": ({"api.replicas": 0}, {}, ["api.replicas", "got 0"]),
+    "url-without-scheme": ({"proxy.publicUrl": "prefect.example.com"}, {}, ["proxy.publicUrl", "'prefect.example.com'"]),
+    "postgres-13": ({"postgres.image": "postgres:13.16"}, {}, ["postgres.image", "got 13", "14.9"]),
+    "misspelt-key": ({"api.replica": 2}, {}, ["api.replica is not a known setting"]),
+    "port-70000": ({"proxy.port": 70000}, {}, ["proxy.port", "got 70000"]),
+    "literal-dotted-key": ({}, {"prefect-ha:api.replicas": "3"}, [
+        "api.replicas is set as a literal key", "pulumi config set --path api.replicas 3"]),
+}
+
+
+@pytest.mark.parametrize("case", list(BAD_CONFIG))
+def test_bad_config_is_refused_before_any_resource(case, engine, docker_client, tmp_path_factory):
+    overrides, literal, expected = BAD_CONFIG[case]
+    stack, run_id = new_stack(engine, tmp_path_factory, "dev", f"bad-{case}", overrides=overrides, literal=literal)
+    try:
+        with pytest.raises(auto.CommandError) as refused:
+            stack.up()
+        message = str(refused.value)
+        for part in expected:
+            assert part in message, f"{part!r} not in:\n{message[-3000:]}"
+        assert "Traceback" not in message, message[-3000:]
+        resources = stack.state().get("resources", [])
+        assert [r["type"] for r in resources if r["type"] != "pulumi:pulumi:Stack"] == [], resources
+        assert labelled(docker_client, run_id) == {"containers": [], "networks": [], "volumes": []}
+    finally:
+        sweep(docker_client, run_id)
+
+
+def test_a_secret_set_with_path_stays_secret(engine, tmp_path_factory):
+    stack, _ = new_stack(engine, tmp_path_factory, "prod", "secretpath", secrets={"tls.key": "not-a-real-key"})
+    stored = stack.stack_file()["config"]["prefect-ha:tls"]["key"]
+    assert set(stored) == {"secure"} and "not-a-real-key" not in stored["secure"], stored
+    value = stack.stack.get_config("tls.key", path=True)
+    assert value.secret and value.value == "not-a-real-key"
