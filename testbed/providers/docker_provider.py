@@ -1,27 +1,42 @@
 """Test double of pulumi-docker (v5) as a real provider plugin, backed by the Docker SDK.
 
 Networks, volumes and containers are created on the real engine. The
-lifecycle follows kreuzwerker/terraform-provider-docker, which pulumi-docker
-bridges (resource_docker_container*.go, resource_docker_network*.go,
+lifecycle follows kreuzwerker/terraform-provider-docker v3.0, which
+pulumi-docker bridges (resource_docker_container*.go, resource_docker_network*.go,
 resource_docker_volume.go):
 
-- Container: an input change replaces the container unless the input is one
-  the provider updates in place (``CONTAINER_UPDATABLE``); ``wait`` blocks
-  creation until Docker reports the container healthy, for at most
-  ``waitTimeout`` seconds, and does not give up early on ``unhealthy``;
-  ``attach`` waits for the exit and records ``exitCode`` (a non-zero exit
-  does not fail the resource); ``mustRun`` checks the container runs after
-  start. Read reports what Docker has, spelled as the provider spells it:
-  capabilities with Docker's ``CAP_`` names, healthcheck durations as Go
-  prints them, ports with their ip and protocol; a container that is gone
-  is dropped from the state.
-- Network and Volume: every input change replaces; deleting a volume waits
-  while a container still uses it.
+- Container: an input change replaces the container unless the provider
+  updates it in place (``CONTAINER_UPDATABLE``: restart, maxRetryCount,
+  memory, memorySwap, cpuShares through one ContainerUpdate; healthcheck,
+  tmpfs and the provider's own flags in the state only). Inputs the schema
+  marks Optional+Computed (envs, labels, command, logDriver, securityOpts,
+  healthcheck) keep the state's value when left out; sets compare without
+  order; unset values equal their zero value. ``wait`` polls once a second
+  until healthy for at most ``waitTimeout`` seconds and does not stop early
+  on ``unhealthy`` ("container failed to be in healthy state"); ``attach``
+  blocks until the exit and Read records ``exitCode``; ``mustRun`` fails a
+  container that exited right after start ("container exited immediately").
+- Read (refresh) reports what Docker has, spelled as the provider spells it:
+  capabilities ``CAP_``-prefixed, healthcheck durations as Go prints them
+  (``1m0s``), ports from the bindings sorted by internal port, memory in MB.
+  It does not read back envs, labels, volumes, uploads or networksAdvanced.
+  A container that must run but does not is removed and dropped from the
+  state. The state holds nested blocks with every field (``hostPath: ""``).
+- Delete: no stop for ``attach`` containers, else a stop with
+  ``destroyGraceSeconds`` (0: kill), then a forced removal with anonymous
+  volumes, waiting until it is gone.
+- Volume: every input change replaces; Read of a missing volume fails (the
+  provider does not drop it); delete is retried while "in use", for 30 s.
+  Network: every input change replaces; a missing one is dropped.
 
 Differs from the real provider (the README's testing section lists these):
 - every object also carries the label ``prefect-ha-test.run`` (from
   ``PREFECT_HA_TEST_RUN``) so a test can sweep up what it made; Read hides it;
-- the image must exist locally (no registry here): it is never pulled;
+- the image must exist locally (no registry here): it is never pulled, and
+  ``image`` keeps the reference as written;
+- capabilities are normalized to ``CAP_`` names on Read even though this
+  machine's Docker 20.10 stores them as written (newer engines normalize);
+- no preview-time Create (outputs are unknown in previews);
 - only the inputs the program uses are modelled; any other input fails Check.
 """
 
@@ -78,6 +93,13 @@ def label_list(labels: dict[str, str], wanted: list[dict] | None = None) -> list
     order = [item["label"] for item in wanted or [] if item["label"] in shown]
     order += sorted(k for k in shown if k not in order)
     return [{"label": k, "value": shown[k]} for k in order]
+
+
+def docker_capabilities(caps: list[str] | None) -> list[str]:
+    """Capabilities as current Docker engines store them and the provider reads
+    them back (CAP_CHOWN; ALL stays ALL). The 20.10 engine here keeps what was
+    written, so the double normalizes as the newer engines users run do."""
+    return [c if c.startswith("CAP_") or c == "ALL" else f"CAP_{c}" for c in caps or []]
 
 
 def go_seconds(go: str) -> float:
@@ -341,8 +363,8 @@ class Container(Resource):
         out["logDriver"] = host["LogConfig"]["Type"]
         out["logOpts"] = dict(host["LogConfig"].get("Config") or {})
         if host.get("CapAdd") or host.get("CapDrop"):
-            # As Docker stores them: CAP_CHOWN, whatever the program wrote.
-            out["capabilities"] = {"adds": list(host.get("CapAdd") or []), "drops": list(host.get("CapDrop") or [])}
+            out["capabilities"] = {"adds": docker_capabilities(host.get("CapAdd")),
+                                   "drops": docker_capabilities(host.get("CapDrop"))}
         out["securityOpts"] = list(host.get("SecurityOpt") or [])
         out["tmpfs"] = dict(host.get("Tmpfs") or {})
         if cfg.get("Cmd") is not None:

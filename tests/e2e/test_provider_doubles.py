@@ -1,0 +1,60 @@
+"""The docker provider double on its own: what it reads back is what the real
+provider reads back, so the engine tests catch what a user's refresh shows."""
+
+from __future__ import annotations
+
+import sys
+
+import pytest
+
+from harness import REPO
+from testbed import IMAGES, new_run_id
+
+sys.path.insert(0, str(REPO / "testbed" / "providers"))
+import docker_provider as dp  # noqa: E402
+
+IMAGE = IMAGES["proxy.image"]
+
+
+@pytest.fixture
+def container(docker_client, monkeypatch):
+    monkeypatch.setenv("PREFECT_HA_TEST_RUN", new_run_id("double"))
+    made = []
+
+    def create(**inputs):
+        res = dp.Container()
+        news = res.check({"name": f"prefect-ha-double-{len(made)}-{new_run_id('c')}", "image": IMAGE,
+                          "command": ["sleep", "600"], **inputs})
+        id_, state = res.create(news, preview=False, timeout=120)
+        made.append((id_, state))
+        return res, news, id_, state
+
+    yield create
+    for id_, state in made:
+        dp.Container().delete(id_, {**state, "attach": True}, 60)
+
+
+def test_capabilities_written_without_cap_prefix_would_be_replaced_after_refresh(container):
+    res, news, id_, _ = container(capabilities={"drops": ["ALL"], "adds": ["CHOWN"]})
+    refreshed = res.read(id_, news)
+    assert refreshed["capabilities"]["adds"] == ["CAP_CHOWN"]
+    changed, replaces = res.diff(refreshed, news)
+    assert "capabilities" in replaces
+    # Written as Docker stores them, the refresh shows nothing.
+    res2, news2, id2, _ = container(capabilities={"drops": ["ALL"], "adds": ["CAP_CHOWN"]})
+    assert res2.diff(res2.read(id2, news2), news2) == ([], [])
+
+
+def test_healthcheck_durations_read_back_as_go_prints_them(container):
+    check = {"tests": ["CMD", "true"], "interval": "60s", "timeout": "5s", "retries": 3, "startPeriod": "0s"}
+    res, news, id_, _ = container(healthcheck=check)
+    refreshed = res.read(id_, news)
+    assert refreshed["healthcheck"]["interval"] == "1m0s"
+    assert "healthcheck" in res.diff(refreshed, news)[0]
+
+
+def test_a_stopped_container_that_must_run_is_removed_and_dropped(container, docker_client):
+    res, news, id_, state = container()
+    docker_client.api.stop(id_, timeout=0)
+    assert res.read(id_, state) is None
+    assert not docker_client.containers.list(all=True, filters={"id": id_})
