@@ -11,6 +11,8 @@ only the Postgres volume. Bad config must stop `up` before any resource.
 from __future__ import annotations
 
 import json
+import os
+import subprocess
 import time
 
 import docker
@@ -19,7 +21,7 @@ import requests
 from pulumi import automation as auto
 
 from engine import Engine, EngineStack
-from harness import Registration
+from harness import REPO, Registration
 from testbed import IMAGES, PLAIN_EDGE, free_port, new_run_id
 from test_policy import evaluate, of
 
@@ -213,3 +215,57 @@ def test_a_secret_set_with_path_stays_secret(engine, tmp_path_factory):
     assert set(stored) == {"secure"} and "not-a-real-key" not in stored["secure"], stored
     value = stack.stack.get_config("tls.key", path=True)
     assert value.secret and value.value == "not-a-real-key"
+
+
+# --- the README's config commands, run as written ----------------------------------
+
+
+def readme_config_commands() -> list[str]:
+    """The `pulumi config set` lines of the README's code blocks, for the prod stack."""
+    lines = [line.strip() for line in (REPO / "README.md").read_text().splitlines()]
+    found = [line for line in lines if line.startswith("pulumi config set --stack prod")]
+    assert len(found) >= 4, found  # replicas, publicUrl, the certificate and its key
+    return found
+
+
+def self_signed_pair(host: str) -> tuple[str, str]:
+    import datetime as dt
+
+    from cryptography import x509
+    from cryptography.hazmat.primitives import hashes, serialization
+    from cryptography.hazmat.primitives.asymmetric import ec
+    from cryptography.x509.oid import NameOID
+
+    key = ec.generate_private_key(ec.SECP256R1())
+    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, host)])
+    now = dt.datetime.now(dt.timezone.utc)
+    cert = (x509.CertificateBuilder().subject_name(name).issuer_name(name).public_key(key.public_key())
+            .serial_number(x509.random_serial_number()).not_valid_before(now)
+            .not_valid_after(now + dt.timedelta(days=30))
+            .add_extension(x509.SubjectAlternativeName([x509.DNSName(host)]), critical=False)
+            .sign(key, hashes.SHA256()))
+    return (cert.public_bytes(serialization.Encoding.PEM).decode(),
+            key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
+                              serialization.NoEncryption()).decode())
+
+
+def test_the_readme_config_commands_work_as_written(engine, tmp_path_factory):
+    stack, _ = new_stack(engine, tmp_path_factory, "prod", "readme")
+    cert, key = self_signed_pair("prefect.example.com")
+    (stack.work_dir / "fullchain.pem").write_text(cert)
+    (stack.work_dir / "privkey.pem").write_text(key)
+    env = {**os.environ, **engine.env(stack.work_dir / "state"), "PULUMI_HOME": str(engine.home),
+           "PATH": f"{engine.cli / 'bin'}:{os.environ['PATH']}"}
+    for command in readme_config_commands():
+        done = subprocess.run(["bash", "-c", command], cwd=stack.work_dir, env=env, capture_output=True, text=True)
+        assert done.returncode == 0, f"{command}\n{done.stderr}"
+    config = stack.stack_file()["config"]
+    assert config["prefect-ha:api"]["replicas"] == 5
+    assert config["prefect-ha:proxy"]["publicUrl"] == "https://prefect.example.com"
+    assert config["prefect-ha:tls"]["certificate"].strip() == cert.strip()
+    assert set(config["prefect-ha:tls"]["key"]) == {"secure"}
+    # The program reads them: five API replicas, the certificate given (none generated).
+    preview = stack.preview(diff=True)
+    assert "prefect-api-5" in preview.stdout and "prefect-api-6" not in preview.stdout
+    assert "tls:index/selfSignedCert" not in preview.stdout and "tls:index/locallySignedCert" not in preview.stdout
+    assert "BEGIN PRIVATE KEY" not in preview.stdout
