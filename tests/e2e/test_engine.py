@@ -269,3 +269,18 @@ def test_the_readme_config_commands_work_as_written(engine, tmp_path_factory):
     assert "prefect-api-5" in preview.stdout and "prefect-api-6" not in preview.stdout
     assert "tls:index/selfSignedCert" not in preview.stdout and "tls:index/locallySignedCert" not in preview.stdout
     assert "BEGIN PRIVATE KEY" not in preview.stdout
+
+
+def test_prod_with_retain_volume_false_is_a_policy_violation_and_destroy_deletes_the_volume(
+        engine, docker_client, tmp_path_factory):
+    stack, run_id = new_stack(engine, tmp_path_factory, "prod", "engnoretain",
+                              overrides={"postgres.retainVolume": False})
+    try:
+        stack.up()
+        volume = stack.outputs()["postgres_volume"]
+        found = of(evaluate(engine_resources(stack)), "postgres-volume-retained")
+        assert len(found) == 1 and volume in found[0].message, found
+        stack.destroy()
+        assert labelled(docker_client, run_id) == {"containers": [], "networks": [], "volumes": []}
+    finally:
+        sweep(docker_client, run_id)
