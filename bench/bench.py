@@ -3,7 +3,7 @@
     .ci/cache/venv/bin/python bench/bench.py [--requests 2000] [--concurrency 4]
 
 1. Cold deploy until nginx's /api/health answers: this program (prod stack file,
-   3 API replicas, under the Docker-backed mocks) against seed 001's
+   3 API replicas, `pulumi up` by the real engine with the provider doubles) against seed 001's
    docker-compose file (Debian's docker-compose, same stand-in images), as a ratio.
 2. Requests per second and p50/p99 latency through nginx over 3 replicas, against
    one Prefect API server of the same stack addressed directly.
@@ -32,8 +32,7 @@ import requests
 REPO = Path(__file__).resolve().parent.parent
 sys.path[:0] = [str(REPO), str(REPO / "tests"), str(REPO / "tests" / "e2e")]
 
-from docker_mocks import cleanup_by_label  # noqa: E402
-from testbed import IMAGES, RequestLoop, crash_process, deploy, free_port  # noqa: E402
+from testbed import IMAGES, RequestLoop, crash_process, deploy, free_port, tear_down  # noqa: E402
 
 COMPOSE = REPO / "bench" / "seed001-compose.yml"
 
@@ -52,11 +51,12 @@ def wait_health(url: str, timeout: float = 300) -> None:
 
 def cold_deploy_program(client) -> tuple[float, object]:
     started = time.monotonic()
-    run, mocks, port, prefix = deploy(client, "bench")
-    if run.error is not None:
-        raise RuntimeError(f"deployment failed: {run.error!r}")
-    wait_health(run.outputs["health_url"])
-    return time.monotonic() - started, (run, mocks, port, prefix)
+    deployment, error = deploy(client, "bench")
+    if error is not None:
+        tear_down(deployment)
+        raise RuntimeError(f"deployment failed: {str(error)[-4000:]}")
+    wait_health(deployment.outputs["health_url"])
+    return time.monotonic() - started, deployment
 
 
 def cold_deploy_compose() -> float:
@@ -121,13 +121,13 @@ def load(base: str, total: int, concurrency: int) -> dict:
 
 def single_server(client, deployment) -> tuple[object, str]:
     """One more API server of the same stack, published on the host, addressed directly."""
-    run, mocks, _, prefix = deployment
+    prefix = deployment.prefix
     api1 = client.api.inspect_container(f"{prefix}-api-1")
     port = free_port()
     container = client.containers.run(
         api1["Config"]["Image"], api1["Config"]["Cmd"], detach=True,
         environment=api1["Config"]["Env"], network=f"{prefix}-net",
-        ports={"4200/tcp": ("127.0.0.1", port)}, labels={"prefect-ha-test.run": mocks.run_id},
+        ports={"4200/tcp": ("127.0.0.1", port)}, labels={"prefect-ha-test.run": deployment.run_id},
         name=f"{prefix}-bench-direct",
     )
     base = f"http://127.0.0.1:{port}"
@@ -148,7 +148,7 @@ def main() -> None:
 
     seed = cold_deploy_compose()
     program_seconds, deployment = cold_deploy_program(client)
-    run, mocks, port, prefix = deployment
+    port, prefix = deployment.port, deployment.prefix
     figures["cold_deploy_s"] = {"prefect-ha": round(program_seconds, 1), "seed001_compose": round(seed, 1),
                                 "ratio": round(program_seconds / seed, 2)}
     try:
@@ -165,8 +165,7 @@ def main() -> None:
         loop.run_while(lambda: crash_process(client, f"{prefix}-api-2"))
         figures["replica_crash_under_load"] = {"requests": loop.done, "failed": len(loop.failures)}
     finally:
-        mocks.destroy(run)
-        cleanup_by_label(client, mocks.run_id)
+        tear_down(deployment)
 
     print(json.dumps(figures, indent=2))
     c = figures["cold_deploy_s"]

@@ -14,6 +14,7 @@ versions the SDKs ask for, into a PULUMI_HOME of the test session's own.
 from __future__ import annotations
 
 import importlib.util
+import tempfile
 import io
 import json
 import os
@@ -95,6 +96,32 @@ def install_plugins(cli: Path, pulumi_home: Path) -> dict[str, str]:
     return versions
 
 
+SECRET_SIG = "4dabf18193072939515e22adb298388d"
+SECRET_VALUE = "1b47061264138c4ac30d75fd1eb44270"
+
+
+def plain_state(value: Any) -> Any:
+    """A checkpoint value (exported with --show-secrets) with secrets as plain values."""
+    if isinstance(value, dict):
+        if value.get(SECRET_SIG) == SECRET_VALUE:
+            return plain_state(json.loads(value["plaintext"])) if "plaintext" in value else None
+        return {k: plain_state(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [plain_state(v) for v in value]
+    return value
+
+
+_SHARED: "Engine | None" = None
+
+
+def shared_engine() -> "Engine":
+    """One CLI and plugin install for the whole test process."""
+    global _SHARED
+    if _SHARED is None:
+        _SHARED = Engine.create(Path(tempfile.mkdtemp(prefix="prefect-ha-engine-")))
+    return _SHARED
+
+
 def program() -> None:
     runpy.run_path(str(REPO / "__main__.py"), run_name="__main__")
 
@@ -151,7 +178,12 @@ class Engine:
         )
         created = auto.create_or_select_stack(stack_name=stack, project_name=PROJECT, program=program,
                                               work_dir=str(work_dir), opts=options)
-        config = {k: auto.ConfigValue(_text(v)) for k, v in (overrides or {}).items()}
+        config = {}
+        for key, value in (overrides or {}).items():
+            if isinstance(value, (list, tuple)):  # an array setting: one path per element
+                config.update({f"{key}[{i}]": auto.ConfigValue(_text(v)) for i, v in enumerate(value)})
+            else:
+                config[key] = auto.ConfigValue(_text(value))
         config.update({k: auto.ConfigValue(v, secret=True) for k, v in (secrets or {}).items()})
         if config:
             created.set_all_config(config, path=True)

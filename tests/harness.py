@@ -1,10 +1,9 @@
 """Run the real Pulumi program in-process under Pulumi's mocks and record what it asks for.
 
-There is no Pulumi CLI on the machines this runs on, so ``__main__.py`` runs
-under ``pulumi.runtime.set_mocks`` with a monitor that keeps every resource
-registration request: type, name, inputs, parent, dependencies and options.
-``Mocks`` decides what each resource "returns"; the real-Docker test bed
-subclasses it to create the Docker objects for real.
+The fast tests: ``__main__.py`` runs under ``pulumi.runtime.set_mocks`` with a
+monitor that keeps every resource registration request: type, name, inputs,
+parent, dependencies and options. ``Mocks`` decides what each resource
+"returns". (The end-to-end tests run the real engine instead: tests/engine.py.)
 """
 
 from __future__ import annotations

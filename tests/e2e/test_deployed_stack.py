@@ -53,8 +53,8 @@ def test_migration_exited_before_any_replica_or_services_container_was_created(d
 def test_random_passwords_were_url_hostile(deployment):
     from urllib.parse import quote
 
-    assert len(deployment.mocks.passwords) == 2
-    assert all(quote(p, safe="") != p for p in deployment.mocks.passwords)
+    assert len(deployment.passwords()) == 2
+    assert all(quote(p, safe="") != p for p in deployment.passwords())
 
 
 def test_health_through_nginx(deployment):
@@ -102,7 +102,7 @@ def worker(deployment, deployed_flows):
         network_mode="host",
         volumes={str(SCRIPTS): {"bind": "/e2e", "mode": "ro"}},
         environment={"PREFECT_API_URL": deployment.outputs["api_url"]},
-        labels={"prefect-ha-test.run": deployment.mocks.run_id},
+        labels={"prefect-ha-test.run": deployment.run_id},
         name=f"{deployment.prefix}-worker",
         detach=True,
     )
@@ -142,7 +142,7 @@ def test_background_tasks_through_nginx_are_served_with_three_replicas(deploymen
     creation, rescheduling and the subscription websocket to one replica.
     """
     storage = deployment.client.volumes.create(
-        f"{deployment.prefix}-results", labels={"prefect-ha-test.run": deployment.mocks.run_id})
+        f"{deployment.prefix}-results", labels={"prefect-ha-test.run": deployment.run_id})
     # Deferred tasks keep their parameters in result storage, which both sides must share.
     shared = {"PREFECT_LOCAL_STORAGE_PATH": "/results", "PYTHONPATH": "/e2e"}
     volumes = {str(SCRIPTS): {"bind": "/e2e", "mode": "ro"}, storage.name: {"bind": "/results", "mode": "rw"}}
@@ -150,14 +150,14 @@ def test_background_tasks_through_nginx_are_served_with_three_replicas(deploymen
         PREFECT_IMAGE, ["prefect", "task", "serve", "bg_tasks.py:double"], working_dir="/e2e",
         network_mode="host", volumes=volumes, detach=True,
         environment={"PREFECT_API_URL": deployment.outputs["api_url"], **shared},
-        labels={"prefect-ha-test.run": deployment.mocks.run_id}, name=f"{deployment.prefix}-task-server",
+        labels={"prefect-ha-test.run": deployment.run_id}, name=f"{deployment.prefix}-task-server",
     )
     try:
         submitter = deployment.client.containers.run(
             PREFECT_IMAGE, ["python", "/e2e/submit_bg_tasks.py", "9", "120"], network_mode="host",
             volumes=volumes, detach=True,
             environment={"PREFECT_API_URL": deployment.outputs["api_url"], **shared},
-            labels={"prefect-ha-test.run": deployment.mocks.run_id},
+            labels={"prefect-ha-test.run": deployment.run_id},
         )
         try:
             assert submitter.wait(timeout=300)["StatusCode"] == 0, submitter.logs().decode(errors="replace")[-3000:]
@@ -212,8 +212,8 @@ def test_redis_restart_scheduling_and_runs_carry_on(deployment, deployed_flows, 
 
 
 def test_teardown_leaves_nothing_but_the_retained_volume(deployment):
-    run_label = f"prefect-ha-test.run={deployment.mocks.run_id}"
-    retained = deployment.mocks.destroy(deployment.run)
+    run_label = f"prefect-ha-test.run={deployment.run_id}"
+    retained = deployment.destroy()
     assert retained == [deployment.outputs["postgres_volume"]]
     program_made = {"label": [run_label, "prefect-ha.stack"]}
     assert deployment.client.containers.list(all=True, filters=program_made) == []

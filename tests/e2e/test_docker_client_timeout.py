@@ -21,9 +21,8 @@ import pytest
 
 from components.config import load_paths
 from components.prefect_settings import DOCKER_CLIENT_TIMEOUT, EXTRA_PIP_PACKAGES, worker_env
-from docker_mocks import cleanup_by_label
 from images import PREFECT_DOCKER_REQUIREMENT, PREFECT_DOCKER_VERSION, WORKER_IMAGE
-from testbed import PREFECT_IMAGE, SCRIPTS, new_run_id
+from testbed import PREFECT_IMAGE, SCRIPTS, new_run_id, sweep
 
 HOST_SOCKET = "/var/run/docker.sock"  # the engine testbed/dockerd.sh starts
 # Nothing listens there: DockerWorker contacts no API until it is started.
@@ -35,7 +34,7 @@ DOCKER_DEFAULT_TIMEOUT = 60  # docker.constants.DEFAULT_TIMEOUT_SECONDS, what pr
 def run_id(docker_client):
     run_id = new_run_id("dct")
     yield run_id
-    cleanup_by_label(docker_client, run_id)  # whatever a failed check left behind
+    sweep(docker_client, run_id)  # whatever a failed check left behind
 
 
 def program_env(overrides: dict[str, str], *, drop: tuple[str, ...] = ()) -> dict[str, str]:

@@ -20,19 +20,18 @@ import pytest
 import requests
 from pulumi import automation as auto
 
-from engine import Engine, EngineStack
+from engine import Engine, EngineStack, plain_state, shared_engine
 from harness import REPO, Registration
 from testbed import IMAGES, PLAIN_EDGE, free_port, new_run_id
 from test_policy import evaluate, of
 
 TEST_LABEL = "prefect-ha-test.run"
-SECRET_SIG = "4dabf18193072939515e22adb298388d"
 
 
 @pytest.fixture(scope="session")
-def engine(docker_client, tmp_path_factory):
+def engine(docker_client):
     started = time.monotonic()
-    built = Engine.create(tmp_path_factory.mktemp("engine"))
+    built = shared_engine()
     print(f"\n[engine] CLI and plugins {built.plugins} ready in {time.monotonic() - started:.1f} s")
     return built
 
@@ -130,7 +129,7 @@ def engine_resources(stack: EngineStack) -> list[Registration]:
     for seq, res in enumerate(stack.state()["resources"]):
         if res["type"].startswith("pulumi:providers:"):
             continue
-        outputs = _plain(res.get("outputs") or {})
+        outputs = plain_state(res.get("outputs") or {})
         found.append(Registration(
             seq=seq, type=res["type"], name=res["urn"].rsplit("::", 1)[-1], urn=res["urn"],
             parent=res.get("parent", ""), inputs=outputs, raw_inputs=outputs,
@@ -139,16 +138,6 @@ def engine_resources(stack: EngineStack) -> list[Registration]:
             protect=bool(res.get("protect")), custom=bool(res.get("custom")),
         ))
     return found
-
-
-def _plain(value):
-    if isinstance(value, dict):
-        if value.get(SECRET_SIG) == "1b47061264138c4ac30d75fd1eb44270":
-            return _plain(json.loads(value["plaintext"])) if "plaintext" in value else None
-        return {k: _plain(v) for k, v in value.items()}
-    if isinstance(value, list):
-        return [_plain(v) for v in value]
-    return value
 
 
 def test_policy_pack_judges_what_the_engine_sends(lifecycle):

@@ -1,4 +1,4 @@
-"""A migration that fails stops the deployment: the run raises and no API container exists.
+"""A migration that fails stops `pulumi up`: the engine reports it and no API container exists.
 
 The failure is a real one users meet: the Postgres volume outlived a destroyed
 stack (it is retained on purpose), so Postgres keeps the role password it was
@@ -8,9 +8,7 @@ in, exits non-zero, and the gate holds back every replica.
 
 import pytest
 
-from components.migration import MigrationFailed
-from docker_mocks import TEST_LABEL, cleanup_by_label
-from testbed import IMAGES, deploy, new_run_id, wait_for
+from testbed import IMAGES, TEST_LABEL, deploy, new_run_id, sweep, wait_for
 
 pytestmark = pytest.mark.timeout(600)
 NAME = "e2efail"
@@ -36,18 +34,20 @@ def initialise_volume_with_another_password(client, volume_name: str, run_id: st
 def test_failed_migration_stops_the_deployment_before_any_api_container(docker_client):
     run_id = new_run_id(NAME)
     initialise_volume_with_another_password(docker_client, f"{PREFIX}-postgres-data", run_id)
-    run, mocks, _, prefix = deploy(docker_client, NAME, run_id=run_id)
+    deployment, error = deploy(docker_client, NAME, run_id=run_id)
+    prefix = deployment.prefix
     try:
-        assert isinstance(run.error, MigrationFailed), repr(run.error)
-        assert f"{prefix}-migrate exited with code 1" in str(run.error)
-        logs = mocks.attach_logs[f"{prefix}-migrate"]
+        assert error is not None, "pulumi up succeeded over a volume with another password"
+        assert f"{prefix}-migrate exited with code 1" in str(error), str(error)[-3000:]
+        assert "Traceback" not in str(error), str(error)[-3000:]
+        logs = docker_client.containers.get(f"{prefix}-migrate").logs().decode(errors="replace")
         assert "password authentication failed" in logs, logs[-2000:]
         ours = {c.name: c for c in docker_client.containers.list(all=True, filters={"label": f"{TEST_LABEL}={run_id}"})}
         assert set(ours) == {f"{prefix}-postgres", f"{prefix}-redis", f"{prefix}-migrate"}, sorted(ours)
         assert ours[f"{prefix}-migrate"].attrs["State"]["ExitCode"] == 1
         assert not any("-api-" in name or "-services-" in name or name.endswith("-nginx") for name in ours)
     finally:
-        mocks.destroy(run)
-        left = cleanup_by_label(docker_client, run_id)
+        deployment.stack.destroy()
+        left = sweep(docker_client, run_id)
         assert left["containers"] == [] and left["networks"] == []
         assert left["volumes"] == [f"{prefix}-postgres-data"]  # retained by the program, removed here

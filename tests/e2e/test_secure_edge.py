@@ -15,9 +15,8 @@ import pytest
 import requests
 
 from components.config import load_config
-from docker_mocks import TEST_LABEL
 from harness import stack_config
-from testbed import deploy_or_fail, tear_down
+from testbed import TEST_LABEL, deploy_or_fail, tear_down
 
 pytestmark = pytest.mark.timeout(900)
 
@@ -120,9 +119,9 @@ def test_rate_limit_answers_429_above_the_burst_and_passes_within_it(secure):
 
 
 def test_no_secret_in_any_containers_command_entrypoint_or_labels(secure):
-    secrets = list(secure.mocks.passwords)
+    secrets = secure.passwords()
     assert len(secrets) == 3  # Postgres, Redis, API credentials
-    containers = secure.client.containers.list(all=True, filters={"label": f"{TEST_LABEL}={secure.mocks.run_id}"})
+    containers = secure.client.containers.list(all=True, filters={"label": f"{TEST_LABEL}={secure.run_id}"})
     assert len(containers) >= 6
     for container in containers:
         config = container.attrs["Config"]
@@ -159,13 +158,13 @@ def test_postgres_and_redis_have_no_host_ports_and_no_way_out(secure):
     nginx_ip = client.api.inspect_container(names["proxy"])["NetworkSettings"]["Networks"][edge.name]["IPAddress"]
     assert not probe(client, names["postgres"], nginx_ip, 8443), "postgres reached the edge network"
     assert probe(client, names["postgres"], "redis", 6379), "control: the backend itself works"
-    published = [c.name for c in client.containers.list(filters={"label": f"{TEST_LABEL}={secure.mocks.run_id}"})
+    published = [c.name for c in client.containers.list(filters={"label": f"{TEST_LABEL}={secure.run_id}"})
                  if c.attrs["HostConfig"]["PortBindings"]]
     assert published == [names["proxy"]]
 
 
 def test_every_container_is_hardened_as_docker_sees_it(secure):
-    for container in secure.client.containers.list(all=True, filters={"label": f"{TEST_LABEL}={secure.mocks.run_id}"}):
+    for container in secure.client.containers.list(all=True, filters={"label": f"{TEST_LABEL}={secure.run_id}"}):
         host = container.attrs["HostConfig"]
         assert host["Privileged"] is False, container.name
         assert "no-new-privileges:true" in (host["SecurityOpt"] or []), container.name

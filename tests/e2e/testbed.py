@@ -1,7 +1,8 @@
 """The real-Docker test bed: shared pieces of the end-to-end tests.
 
-Deployments run the real program under DockerMocks; client scripts run in
-the Prefect stand-in image on the host network, against the stack's outputs.
+Deployments are `pulumi up` of the prod stack file by the real Pulumi engine
+with the provider-plugin doubles (tests/engine.py); client scripts run in the
+Prefect stand-in image on the host network, against the stack's outputs.
 """
 
 from __future__ import annotations
@@ -10,17 +11,21 @@ import os
 import signal
 import socket
 import subprocess
+import tempfile
 import threading
 import time
 import uuid
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
 
 import docker
 import pytest
 import requests
+from pulumi import automation as auto
 
-from docker_mocks import DockerMocks, cleanup_by_label
-from harness import REPO, Run, run_program
+from engine import EngineStack, plain_state, shared_engine
+from harness import REPO
 
 PREFECT_IMAGE = "prefect-ha-test/prefect:3.8.8"
 IMAGES = {
@@ -54,17 +59,28 @@ def sh(script: str) -> None:
         pytest.fail(f"testbed/{script} failed ({result.returncode}):\n{result.stderr[-4000:]}")
 
 
+TEST_LABEL = "prefect-ha-test.run"
+PASSWORD = "random:index/randomPassword:RandomPassword"
+
+
 @dataclass
 class Deployment:
-    run: Run
-    mocks: DockerMocks
+    stack: EngineStack
+    run_id: str
     client: docker.DockerClient
     port: int
     prefix: str
+    outputs: dict[str, Any] = field(default_factory=dict)
 
-    @property
-    def outputs(self):
-        return self.run.outputs
+    def passwords(self) -> list[str]:
+        """The generated passwords, from the stack's state."""
+        return [plain_state(r["outputs"])["result"] for r in self.stack.state().get("resources", [])
+                if r["type"] == PASSWORD]
+
+    def destroy(self) -> list[str]:
+        """`pulumi destroy`; returns the names of this run's volumes still there."""
+        self.stack.destroy()
+        return sorted(v.name for v in self.client.volumes.list(filters={"label": f"{TEST_LABEL}={self.run_id}"}))
 
     @property
     def base(self) -> str:
@@ -85,7 +101,7 @@ class Deployment:
             network_mode="host",
             volumes={str(SCRIPTS): {"bind": "/e2e", "mode": "ro"}, **(volumes or {})},
             environment={**self.outputs["client_env"], **(env or {})},
-            labels={"prefect-ha-test.run": self.mocks.run_id},
+            labels={TEST_LABEL: self.run_id},
             working_dir=workdir,
             detach=True,
         )
@@ -103,26 +119,42 @@ def new_run_id(name: str) -> str:
     return f"{name}-{uuid.uuid4().hex[:8]}"
 
 
-def deploy(client, name: str, overrides: dict | None = None, tamper=None,
-           run_id: str | None = None, secure: bool = False) -> tuple[Run, DockerMocks, int, str]:
-    """Deploy the prod stack file with stand-in images on free ports. ``secure``
-    keeps its edge as shipped (TLS with a redirect port, auth, CSRF, rate limit)."""
+def deploy(client, name: str, overrides: dict | None = None, *, run_id: str | None = None,
+           secure: bool = False) -> tuple[Deployment, auto.CommandError | None]:
+    """`pulumi up` of the prod stack file with stand-in images on free ports.
+    ``secure`` keeps its edge as shipped (TLS with a redirect port, auth, CSRF,
+    rate limit). Returns the deployment and the error `up` stopped with, if any."""
     run_id = run_id or new_run_id(name)
     port = free_port()
     prefix = f"prefect-ha-{name}"
-    mocks = DockerMocks(run_id, client, tamper=tamper)
     edge = {"proxy.publicUrl": f"https://127.0.0.1:{port}", "tls.httpPort": free_port()} if secure else {
         "proxy.publicUrl": f"http://127.0.0.1:{port}", **PLAIN_EDGE}
-    config = {
-        **IMAGES,
-        "namePrefix": prefix,
-        "proxy.port": port,
-        "waitTimeout": 180,
-        **edge,
-        **(overrides or {}),
-    }
-    run = run_program("prod", config, mocks=mocks)
-    return run, mocks, port, prefix
+    config = {**IMAGES, "namePrefix": prefix, "proxy.port": port, "waitTimeout": 180, **edge, **(overrides or {})}
+    work_dir = Path(tempfile.mkdtemp(prefix=f"prefect-ha-{name}-"))
+    stack = shared_engine().stack("prod", work_dir, overrides=config, env={"PREFECT_HA_TEST_RUN": run_id})
+    deployment = Deployment(stack, run_id, client, port, prefix)
+    try:
+        stack.up()
+    except auto.CommandError as err:
+        return deployment, err
+    deployment.outputs = stack.outputs()
+    return deployment, None
+
+
+def sweep(client: docker.DockerClient, run_id: str) -> dict[str, list[str]]:
+    """Remove what is left with this run's label; returns the names found, by kind."""
+    selector = {"label": f"{TEST_LABEL}={run_id}"}
+    left = {"containers": [], "networks": [], "volumes": []}
+    for c in client.containers.list(all=True, filters=selector):
+        left["containers"].append(c.name)
+        c.remove(force=True)
+    for n in client.networks.list(filters=selector):
+        left["networks"].append(n.name)
+        n.remove()
+    for v in client.volumes.list(filters=selector):
+        left["volumes"].append(v.name)
+        v.remove(force=True)
+    return left
 
 
 def wait_for(predicate, timeout: float, interval: float = 0.5, what: str = "condition"):
@@ -199,16 +231,23 @@ def crash_process(client: docker.DockerClient, name: str) -> None:
 
 
 def deploy_or_fail(client, name: str, overrides: dict | None = None, *, secure: bool = False) -> Deployment:
-    """deploy(), or fail the test with the one-shot jobs' output after removing what was made."""
-    run, mocks, port, prefix = deploy(client, name, overrides, secure=secure)
-    if run.error is not None:
-        logs = "\n".join(f"--- {n}\n{l[-2000:]}" for n, l in mocks.attach_logs.items())
-        mocks.destroy(run)
-        cleanup_by_label(client, mocks.run_id)
-        pytest.fail(f"deployment failed: {run.error!r}\n{logs}")
-    return Deployment(run, mocks, client, port, prefix)
+    """deploy(), or fail the test with the engine's output and the containers' logs
+    after removing what was made."""
+    deployment, error = deploy(client, name, overrides, secure=secure)
+    if error is not None:
+        logs = "\n".join(
+            f"--- {c.name}\n{c.logs(tail=40).decode(errors='replace')}"
+            for c in client.containers.list(all=True, filters={"label": f"{TEST_LABEL}={deployment.run_id}"})
+            if c.status != "running"
+        )
+        tear_down(deployment)
+        pytest.fail(f"deployment failed:\n{str(error)[-6000:]}\n{logs}")
+    return deployment
 
 
 def tear_down(deployment: Deployment) -> None:
-    deployment.mocks.destroy(deployment.run)
-    cleanup_by_label(deployment.client, deployment.mocks.run_id)
+    try:
+        deployment.stack.destroy()
+    except auto.CommandError:
+        pass  # what destroy could not remove, the sweep does
+    sweep(deployment.client, deployment.run_id)
