@@ -95,7 +95,7 @@ def test_a_prefect_client_with_client_env_runs_a_flow_to_completed(secure):
 
 
 def test_rate_limit_answers_429_above_the_burst_and_passes_within_it(secure):
-    proxy = load_config(stack_config("prod")).proxy
+    proxy = load_config({k.split(":", 1)[1]: v for k, v in stack_config("prod").items()}).proxy
     rate, burst = proxy.rate_limit, proxy.rate_limit_burst
     url = f"{secure.outputs['api_url']}/admin/version"
     session = requests.Session()
