@@ -117,17 +117,30 @@ def go_seconds(go: str) -> float:
 
 
 def go_duration(nanos: int) -> str:
-    """time.Duration.String() for whole seconds, as the provider reads durations back."""
-    seconds = int(nanos // 1_000_000_000)
-    if nanos % 1_000_000_000:
-        raise Unsupported(f"sub-second duration {nanos} ns is not modelled")
-    hours, rest = divmod(seconds, 3600)
-    minutes, secs = divmod(rest, 60)
-    if hours:
-        return f"{hours}h{minutes}m{secs}s"
-    if minutes:
-        return f"{minutes}m{secs}s"
-    return f"{secs}s"
+    """Go's time.Duration.String(), which the provider uses to read durations
+    back (1m0s, 1h30m0s, 1.5s, 500ms). Written from Go's rules, not taken from
+    the program: the double must not agree with the program by construction."""
+    if nanos == 0:
+        return "0s"
+    sign, n = ("-", -nanos) if nanos < 0 else ("", nanos)
+    if n < 1_000_000_000:  # below a second: the largest unit that keeps an integer part
+        for unit, size in (("ms", 1_000_000), ("µs", 1_000), ("ns", 1)):
+            if n >= size:
+                return f"{sign}{_decimal(n, size)}{unit}"
+    hours, rest = divmod(n, 3_600_000_000_000)
+    minutes, rest = divmod(rest, 60_000_000_000)
+    text = f"{hours}h" if hours else ""
+    if hours or minutes:
+        text += f"{minutes}m"
+    return f"{sign}{text}{_decimal(rest, 1_000_000_000)}s"
+
+
+def _decimal(value: int, unit: int) -> str:
+    whole, fraction = divmod(value, unit)
+    if not fraction:
+        return str(whole)
+    digits = len(str(unit)) - 1
+    return f"{whole}.{fraction:0{digits}d}".rstrip("0")
 
 
 class Network(Resource):

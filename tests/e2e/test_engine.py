@@ -22,10 +22,9 @@ from pulumi import automation as auto
 
 from engine import Engine, EngineStack, plain_state, shared_engine
 from harness import REPO, Registration
-from testbed import IMAGES, PLAIN_EDGE, free_port, new_run_id
+from testbed import TEST_LABEL, new_run_id, stand_in, sweep
 from test_policy import evaluate, of
 
-TEST_LABEL = "prefect-ha-test.run"
 
 
 @pytest.fixture(scope="session")
@@ -45,27 +44,10 @@ def labelled(client: docker.DockerClient, run_id: str) -> dict[str, list[str]]:
     }
 
 
-def sweep(client: docker.DockerClient, run_id: str) -> None:
-    selector = {"label": f"{TEST_LABEL}={run_id}"}
-    for c in client.containers.list(all=True, filters=selector):
-        c.remove(force=True)
-    for n in client.networks.list(filters=selector):
-        n.remove()
-    for v in client.volumes.list(filters=selector):
-        v.remove(force=True)
-
-
-def stand_in(stack: str, name: str) -> dict:
-    """Stand-in images, own names and free ports; the prod edge as shipped (TLS, auth)."""
-    port = free_port()
-    edge = ({"proxy.publicUrl": f"https://127.0.0.1:{port}", "tls.httpPort": free_port()} if stack == "prod"
-            else {"proxy.publicUrl": f"http://127.0.0.1:{port}", **PLAIN_EDGE})
-    return {**IMAGES, "namePrefix": f"prefect-ha-{name}", "proxy.port": port, "waitTimeout": 180, **edge}
-
-
 def new_stack(engine: Engine, tmp_path_factory, stack: str, name: str, **kwargs) -> tuple[EngineStack, str]:
     run_id = new_run_id(name)
-    overrides = {**stand_in(stack, name), **kwargs.pop("overrides", {})}
+    # The prod stack file's edge as shipped (TLS, auth); dev's plain.
+    overrides = {**stand_in(name, secure=stack == "prod"), **kwargs.pop("overrides", {})}
     made = engine.stack(stack, tmp_path_factory.mktemp(name), overrides=overrides,
                         env={"PREFECT_HA_TEST_RUN": run_id}, **kwargs)
     return made, run_id

@@ -58,3 +58,11 @@ def test_a_stopped_container_that_must_run_is_removed_and_dropped(container, doc
     docker_client.api.stop(id_, timeout=0)
     assert res.read(id_, state) is None
     assert not docker_client.containers.list(all=True, filters={"id": id_})
+
+
+@pytest.mark.parametrize("nanos, go", [
+    (0, "0s"), (5 * 10**9, "5s"), (60 * 10**9, "1m0s"), (5400 * 10**9, "1h30m0s"),
+    (1_500_000_000, "1.5s"), (500_000_000, "500ms"), (61 * 10**9 + 250_000_000, "1m1.25s"),
+])
+def test_durations_are_spelled_as_go_prints_them(nanos, go):
+    assert dp.go_duration(nanos) == go

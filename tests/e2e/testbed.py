@@ -119,17 +119,24 @@ def new_run_id(name: str) -> str:
     return f"{name}-{uuid.uuid4().hex[:8]}"
 
 
+def stand_in(name: str, *, secure: bool) -> dict[str, Any]:
+    """Config paths for a test deployment: stand-in images, own names, free ports.
+    ``secure`` keeps the prod edge as shipped (TLS with a redirect port, auth,
+    CSRF, rate limit); otherwise a plain HTTP edge."""
+    port = free_port()
+    edge = {"proxy.publicUrl": f"https://127.0.0.1:{port}", "tls.httpPort": free_port()} if secure else {
+        "proxy.publicUrl": f"http://127.0.0.1:{port}", **PLAIN_EDGE}
+    return {**IMAGES, "namePrefix": f"prefect-ha-{name}", "proxy.port": port, "waitTimeout": 180, **edge}
+
+
 def deploy(client, name: str, overrides: dict | None = None, *, run_id: str | None = None,
            secure: bool = False) -> tuple[Deployment, auto.CommandError | None]:
     """`pulumi up` of the prod stack file with stand-in images on free ports.
     ``secure`` keeps its edge as shipped (TLS with a redirect port, auth, CSRF,
     rate limit). Returns the deployment and the error `up` stopped with, if any."""
     run_id = run_id or new_run_id(name)
-    port = free_port()
-    prefix = f"prefect-ha-{name}"
-    edge = {"proxy.publicUrl": f"https://127.0.0.1:{port}", "tls.httpPort": free_port()} if secure else {
-        "proxy.publicUrl": f"http://127.0.0.1:{port}", **PLAIN_EDGE}
-    config = {**IMAGES, "namePrefix": prefix, "proxy.port": port, "waitTimeout": 180, **edge, **(overrides or {})}
+    config = {**stand_in(name, secure=secure), **(overrides or {})}
+    port, prefix = config["proxy.port"], config["namePrefix"]
     work_dir = Path(tempfile.mkdtemp(prefix=f"prefect-ha-{name}-"))
     stack = shared_engine().stack("prod", work_dir, overrides=config, env={"PREFECT_HA_TEST_RUN": run_id})
     deployment = Deployment(stack, run_id, client, port, prefix)
