@@ -9,6 +9,7 @@ import pulumi_docker as docker
 
 from . import docker_common as dc
 from .prefect_settings import API_PORT, SCRATCH_DIR, Endpoints, server_env
+from .component import StackComponent
 
 SERVICE_ALIAS = "prefect-api"
 HEALTH_PATH = "/api/health"
@@ -26,7 +27,7 @@ def replica_alias(index: int) -> str:
     return f"{SERVICE_ALIAS}-{index}"
 
 
-class ApiServer(pulumi.ComponentResource):
+class ApiServer(StackComponent):
     replicas: list[docker.Container]
     aliases: list[str]
 
@@ -40,7 +41,7 @@ class ApiServer(pulumi.ComponentResource):
         depends_on: Sequence[pulumi.Resource] = (),
         opts: pulumi.ResourceOptions | None = None,
     ):
-        super().__init__("prefect-ha:index:ApiServer", name, None, opts)
+        super().__init__(name, opts)
         config = place.config
         env = server_env(config, endpoints, "api")
         self.replicas = []

@@ -10,6 +10,7 @@ import pulumi_docker as docker
 
 from . import docker_common as dc
 from .prefect_settings import Endpoints, server_env
+from .component import StackComponent
 
 REGISTER_BLOCKS_SOURCE = Path(__file__).parent / "scripts" / "register_blocks.py"
 REGISTER_BLOCKS_PATH = "/opt/prefect-ha/register_blocks.py"
@@ -40,7 +41,7 @@ def check_exit_code(container_name: str, exit_code: int | None) -> int:
     return int(exit_code)
 
 
-class Migration(pulumi.ComponentResource):
+class Migration(StackComponent):
     container: docker.Container
     succeeded: pulumi.Output[int]
     """Resolves to 0 once the job has exited 0; raises otherwise. Dependents consume it."""
@@ -54,7 +55,7 @@ class Migration(pulumi.ComponentResource):
         depends_on: Sequence[pulumi.Resource] = (),
         opts: pulumi.ResourceOptions | None = None,
     ):
-        super().__init__("prefect-ha:index:Migration", name, None, opts)
+        super().__init__(name, opts)
         config = place.config
         container_name = place.name("migrate")
         self.container = docker.Container(

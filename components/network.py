@@ -12,9 +12,10 @@ import pulumi
 import pulumi_docker as docker
 
 from .docker_common import STACK_LABEL
+from .component import StackComponent
 
 
-class StackNetwork(pulumi.ComponentResource):
+class StackNetwork(StackComponent):
     backend: docker.Network
     edge: docker.Network
 
@@ -22,7 +23,7 @@ class StackNetwork(pulumi.ComponentResource):
         self, name: str, *, prefix: str, stack: str, backend_internal: bool,
         opts: pulumi.ResourceOptions | None = None,
     ):
-        super().__init__("prefect-ha:index:StackNetwork", name, None, opts)
+        super().__init__(name, opts)
         labels = [docker.NetworkLabelArgs(label=STACK_LABEL, value=stack)]
         self.backend = docker.Network(
             f"{name}-backend",

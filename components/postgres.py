@@ -7,12 +7,13 @@ import pulumi_docker as docker
 
 from . import docker_common as dc
 from .prefect_settings import POSTGRES_PORT
+from .component import StackComponent
 
 HOST_ALIAS = "postgres"
 DATA_DIR = "/var/lib/postgresql/data"
 
 
-class Postgres(pulumi.ComponentResource):
+class Postgres(StackComponent):
     container: docker.Container
     volume: docker.Volume
 
@@ -24,7 +25,7 @@ class Postgres(pulumi.ComponentResource):
         password: pulumi.Output[str],
         opts: pulumi.ResourceOptions | None = None,
     ):
-        super().__init__("prefect-ha:index:Postgres", name, None, opts)
+        super().__init__(name, opts)
         config, pg = place.config, place.config.postgres
         # Postgres reads POSTGRES_PASSWORD only on an empty data directory, so the
         # volume outlives `pulumi destroy` unless the stack opts out.

@@ -23,6 +23,7 @@ from . import docker_common as dc
 from .config import StackConfig
 from .prefect_settings import API_PORT
 from .tls import EdgeTls
+from .component import StackComponent
 
 # nginx's listeners inside the container; proxy.port publishes the public one.
 HTTP_PORT = 8080
@@ -161,7 +162,7 @@ def _env_list(env: Mapping[str, str]) -> list[str]:
     return [f"{key}={value}" for key, value in env.items()]
 
 
-class Proxy(pulumi.ComponentResource):
+class Proxy(StackComponent):
     container: docker.Container
     nginx_conf: str
     """The rendered nginx.conf; no secret in it, so the stack exports it for review."""
@@ -177,7 +178,7 @@ class Proxy(pulumi.ComponentResource):
         htpasswd: pulumi.Output[str] | None,
         opts: pulumi.ResourceOptions | None = None,
     ):
-        super().__init__("prefect-ha:index:Proxy", name, None, opts)
+        super().__init__(name, opts)
         config = place.config
         if config.tls.enabled != (tls is not None):
             raise ValueError("Proxy needs an EdgeTls exactly when tls.enabled is true")

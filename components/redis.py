@@ -7,6 +7,7 @@ import pulumi_docker as docker
 
 from . import docker_common as dc
 from .prefect_settings import REDIS_PORT
+from .component import StackComponent
 
 HOST_ALIAS = "redis"
 CONFIG_PATH = "/usr/local/etc/redis/redis.conf"
@@ -28,7 +29,7 @@ def redis_conf(password: str) -> str:
     )
 
 
-class Redis(pulumi.ComponentResource):
+class Redis(StackComponent):
     container: docker.Container
     volume: docker.Volume
 
@@ -40,7 +41,7 @@ class Redis(pulumi.ComponentResource):
         password: pulumi.Output[str],
         opts: pulumi.ResourceOptions | None = None,
     ):
-        super().__init__("prefect-ha:index:Redis", name, None, opts)
+        super().__init__(name, opts)
         config = place.config
         self.volume = docker.Volume(
             f"{name}-data",

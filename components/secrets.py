@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import pulumi
 import pulumi_random as random
+from .component import StackComponent
 
 # Characters a URL, a shell and a config file would each trip over; the URL
 # builders percent-encode them, and the tests prove they survive the trip.
@@ -17,7 +18,7 @@ def _password(name: str, specials: str, opts: pulumi.ResourceOptions) -> random.
     )
 
 
-class StackSecrets(pulumi.ComponentResource):
+class StackSecrets(StackComponent):
     """Passwords for the Postgres role and for Redis, and the API credentials when auth is on."""
 
     postgres_password: pulumi.Output[str]
@@ -28,7 +29,7 @@ class StackSecrets(pulumi.ComponentResource):
     """nginx's auth_basic_user_file line: the user and the password's bcrypt hash."""
 
     def __init__(self, name: str, *, auth_username: str | None = None, opts: pulumi.ResourceOptions | None = None):
-        super().__init__("prefect-ha:index:StackSecrets", name, None, opts)
+        super().__init__(name, opts)
         child = pulumi.ResourceOptions(parent=self)
         self.postgres = _password(f"{name}-postgres", PASSWORD_SPECIALS, child)
         # redis.conf has no quoting rules for requirepass beyond whitespace and

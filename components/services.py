@@ -9,9 +9,10 @@ import pulumi_docker as docker
 
 from . import docker_common as dc
 from .prefect_settings import SCRATCH_DIR, Endpoints, server_env
+from .component import StackComponent
 
 
-class BackgroundServices(pulumi.ComponentResource):
+class BackgroundServices(StackComponent):
     containers: list[docker.Container]
 
     def __init__(
@@ -24,7 +25,7 @@ class BackgroundServices(pulumi.ComponentResource):
         depends_on: Sequence[pulumi.Resource] = (),
         opts: pulumi.ResourceOptions | None = None,
     ):
-        super().__init__("prefect-ha:index:BackgroundServices", name, None, opts)
+        super().__init__(name, opts)
         config = place.config
         env = server_env(config, endpoints, "services")
         self.containers = []

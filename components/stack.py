@@ -20,6 +20,7 @@ from .redis import HOST_ALIAS as REDIS_HOST, Redis
 from .secrets import StackSecrets
 from .services import BackgroundServices
 from .urls import postgres_url, redis_url
+from .component import StackComponent
 
 
 class InvalidConfig(pulumi.RunError):
@@ -42,13 +43,13 @@ def read_stack_config(raw: Mapping[str, Any] | None = None) -> StackConfig:
         raise InvalidConfig(str(err)) from None
 
 
-class PrefectHa(pulumi.ComponentResource):
+class PrefectHa(StackComponent):
     """Postgres and Redis, then the migration, then API replicas and background
     services, then nginx: each step waits for the previous one to be healthy or
     to have completed successfully."""
 
     def __init__(self, name: str, *, config: StackConfig, stack: str, opts: pulumi.ResourceOptions | None = None):
-        super().__init__("prefect-ha:index:PrefectHa", name, None, opts)
+        super().__init__(name, opts)
         child = pulumi.ResourceOptions(parent=self)
         prefix = config.prefix(stack)
 

@@ -9,6 +9,7 @@ import pulumi
 import pulumi_tls as tls
 
 from .config import PROJECT, StackConfig
+from .component import StackComponent
 
 # Go's hours; a year for the server certificate and five for the CA clients
 # trust. Within the early-renewal window the provider plans a replacement on
@@ -36,7 +37,7 @@ def subject_alt_names(public_url: str) -> tuple[list[str], list[str]]:
     return dns_names, ip_addresses
 
 
-class EdgeTls(pulumi.ComponentResource):
+class EdgeTls(StackComponent):
     """nginx's certificate chain and key, and the PEM clients should trust.
 
     With ``tls.certificate`` set the user's chain and key pass through and no
@@ -52,7 +53,7 @@ class EdgeTls(pulumi.ComponentResource):
     """PEM clients should trust: the generated CA, or the user's chain."""
 
     def __init__(self, name: str, *, config: StackConfig, opts: pulumi.ResourceOptions | None = None):
-        super().__init__("prefect-ha:index:EdgeTls", name, None, opts)
+        super().__init__(name, opts)
         if config.tls.provided:
             self.certificate = pulumi.Output.from_input(config.tls.certificate)
             self.private_key = pulumi.Output.secret(config.tls.key.get_secret_value())

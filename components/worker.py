@@ -16,6 +16,7 @@ import pulumi_docker as docker
 
 from . import docker_common as dc
 from .prefect_settings import SCRATCH_DIR, WORKER_HEALTH_PORT, with_client_auth, worker_env
+from .component import StackComponent
 
 ENSURE_POOL_SOURCE = Path(__file__).parent / "scripts" / "ensure_work_pool.py"
 ENSURE_POOL_PATH = "/opt/prefect-ha/ensure_work_pool.py"
@@ -62,7 +63,7 @@ def worker_command(pool: str, name: str, limit: int) -> list[str]:
     return command
 
 
-class DockerWorkers(pulumi.ComponentResource):
+class DockerWorkers(StackComponent):
     pool_setup: docker.Container
     containers: list[docker.Container]
     api_url: str
@@ -77,7 +78,7 @@ class DockerWorkers(pulumi.ComponentResource):
         depends_on: Sequence[pulumi.Resource] = (),
         opts: pulumi.ResourceOptions | None = None,
     ):
-        super().__init__("prefect-ha:index:DockerWorkers", name, None, opts)
+        super().__init__(name, opts)
         config, worker = place.config, place.config.worker
         self.api_url = api_url
         env = with_client_auth(config, worker_env(config, api_url), auth_string)
