@@ -8,10 +8,17 @@ import pulumi
 import pulumi_docker as docker
 
 from . import docker_common as dc
-from .prefect_settings import API_PORT, SCRATCH_DIR, Endpoints, server_env
 from .component import StackComponent
+from .config import ApiConfig, PrefectConfig
+from .prefect_settings import SCRATCH_DIR, Endpoints, api_env
 
+COMPONENT = "api"
+API_PORT = 4200
+# Every replica holds this alias on the edge network: Docker's DNS answers it
+# with all of them, which is how workers (and nginx) reach the API.
 SERVICE_ALIAS = "prefect-api"
+ADDRESS = f"{SERVICE_ALIAS}:{API_PORT}"
+INTERNAL_API_URL = f"http://{ADDRESS}/api"
 HEALTH_PATH = "/api/health"
 # The official image has Python but no curl.
 HEALTH_TEST = [
@@ -36,17 +43,19 @@ class ApiServer(StackComponent):
         name: str,
         *,
         place: dc.Placement,
+        prefect: PrefectConfig,
+        api: ApiConfig,
+        ui_api_url: str,
         endpoints: Endpoints,
         migration_succeeded: pulumi.Output[int],
         depends_on: Sequence[pulumi.Resource] = (),
         opts: pulumi.ResourceOptions | None = None,
     ):
         super().__init__(name, opts)
-        config = place.config
-        env = server_env(config, endpoints, "api")
+        env = api_env(endpoints, timezone=place.timezone, log_level=prefect.log_level, api=api, ui_api_url=ui_api_url)
         self.replicas = []
         self.aliases = []
-        for index in range(1, config.api.replicas + 1):
+        for index in range(1, api.replicas + 1):
             alias = replica_alias(index)
             self.aliases.append(alias)
             # Replicas depend on the migration gate and the data stores, never on each other.
@@ -54,7 +63,7 @@ class ApiServer(StackComponent):
                 docker.Container(
                     f"{name}-{index}",
                     name=place.name(f"api-{index}"),
-                    image=config.prefect.image,
+                    image=prefect.image,
                     command=[
                         "prefect", "server", "start",
                         "--host", "0.0.0.0", "--port", str(API_PORT), "--no-services",
@@ -64,10 +73,11 @@ class ApiServer(StackComponent):
                     healthcheck=dc.healthcheck(HEALTH_TEST, interval=5, timeout=5, retries=5, start_period=20),
                     restart="unless-stopped",
                     **dc.hardening(read_only=True, tmpfs=[SCRATCH_DIR]),
+                    **dc.limits(api),
                     wait=True,
-                    wait_timeout=config.wait_timeout,
-                    labels=dc.gated_labels(place, "api", index, migration_succeeded),
-                    **dc.log_args(config),
+                    wait_timeout=place.wait_timeout,
+                    labels=dc.gated_labels(place, COMPONENT, index, migration_succeeded),
+                    **place.log_args(),
                     opts=dc.container_opts(self, depends_on=depends_on),
                 )
             )

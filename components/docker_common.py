@@ -8,7 +8,7 @@ from typing import Sequence
 import pulumi
 import pulumi_docker as docker
 
-from .config import StackConfig
+from .config import Group, LoggingConfig, size_in_mb
 
 LABEL_PREFIX = "prefect-ha"
 STACK_LABEL = f"{LABEL_PREFIX}.stack"
@@ -16,24 +16,30 @@ STACK_LABEL = f"{LABEL_PREFIX}.stack"
 
 @dataclass(frozen=True)
 class Placement:
-    """Where a component puts its containers: the stack's config, its name and networks.
+    """Where a component puts its containers and what every container shares:
+    the stack's name and networks, the timezone, the health wait and log rotation.
 
     ``backend`` holds Postgres, Redis and every Prefect server process and has no
     route out; ``edge`` is where nginx, the API replicas, workers and flow runs meet.
     """
 
-    config: StackConfig
     stack: str
+    prefix: str
     backend: docker.Network
     edge: docker.Network
-
-    @property
-    def prefix(self) -> str:
-        return self.config.prefix(self.stack)
+    timezone: str
+    wait_timeout: int
+    logging: LoggingConfig
 
     def name(self, role: str) -> str:
         """Physical Docker name, unique per stack on a shared host."""
         return f"{self.prefix}-{role}"
+
+    def log_args(self) -> dict:
+        return {
+            "log_driver": "json-file",
+            "log_opts": {"max-size": self.logging.max_size, "max-file": str(self.logging.max_file)},
+        }
 
 
 def go_duration(seconds: int) -> str:
@@ -84,14 +90,12 @@ def gated_labels(
     )
 
 
-def log_args(config: StackConfig) -> dict:
-    return {
-        "log_driver": "json-file",
-        "log_opts": {
-            "max-size": config.logging.max_size,
-            "max-file": str(config.logging.max_file),
-        },
-    }
+def limits(group: Group) -> dict:
+    """A workload's memory and CPU caps from its group's memoryLimit and cpuLimit.
+    Swap is capped at the memory limit (none on top): Docker's default of twice
+    the limit would read back as a change on every refresh."""
+    memory = size_in_mb(group.memory_limit)
+    return {"memory": memory, "memory_swap": memory, "cpus": group.cpu_limit or None}
 
 
 def container_opts(parent: pulumi.Resource, *, depends_on: Sequence[pulumi.Resource] = ()) -> pulumi.ResourceOptions:

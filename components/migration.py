@@ -9,9 +9,11 @@ import pulumi
 import pulumi_docker as docker
 
 from . import docker_common as dc
-from .prefect_settings import Endpoints, server_env
+from .config import MigrationConfig, PrefectConfig
+from .prefect_settings import Endpoints, migration_env
 from .component import StackComponent
 
+COMPONENT = "migration"
 REGISTER_BLOCKS_SOURCE = Path(__file__).parent / "scripts" / "register_blocks.py"
 REGISTER_BLOCKS_PATH = "/opt/prefect-ha/register_blocks.py"
 COMMAND = [
@@ -51,19 +53,20 @@ class Migration(StackComponent):
         name: str,
         *,
         place: dc.Placement,
+        prefect: PrefectConfig,
+        migration: MigrationConfig,
         endpoints: Endpoints,
         depends_on: Sequence[pulumi.Resource] = (),
         opts: pulumi.ResourceOptions | None = None,
     ):
         super().__init__(name, opts)
-        config = place.config
         container_name = place.name("migrate")
         self.container = docker.Container(
             f"{name}-container",
             name=container_name,
-            image=config.prefect.image,
+            image=prefect.image,
             command=COMMAND,
-            envs=server_env(config, endpoints, "migration"),
+            envs=migration_env(endpoints, timezone=place.timezone, log_level=prefect.log_level, migration=migration),
             uploads=[
                 docker.ContainerUploadArgs(
                     file=REGISTER_BLOCKS_PATH, content=REGISTER_BLOCKS_SOURCE.read_text()
@@ -73,8 +76,9 @@ class Migration(StackComponent):
             **dc.one_shot(),
             # Not read-only: Docker refuses uploads into a read-only container.
             **dc.hardening(read_only=False),
-            labels=dc.labels(place.stack, "migration"),
-            **dc.log_args(config),
+            **dc.limits(migration),
+            labels=dc.labels(place.stack, COMPONENT),
+            **place.log_args(),
             opts=dc.container_opts(self, depends_on=depends_on),
         )
         self.succeeded = self.container.exit_code.apply(

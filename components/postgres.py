@@ -6,27 +6,37 @@ import pulumi
 import pulumi_docker as docker
 
 from . import docker_common as dc
-from .prefect_settings import POSTGRES_PORT
 from .component import StackComponent
+from .config import PostgresConfig
+from .urls import postgres_url
 
+COMPONENT = "postgres"
 HOST_ALIAS = "postgres"
+PORT = 5432
+ADDRESS = f"{HOST_ALIAS}:{PORT}"
 DATA_DIR = "/var/lib/postgresql/data"
+# Declared on the container for the policy pack, which cannot see retain_on_delete.
+DATA_VOLUME_LABEL = "data-volume"
+DATA_VOLUME_RETAINED = "retained"
 
 
 class Postgres(StackComponent):
     container: docker.Container
     volume: docker.Volume
+    url: pulumi.Output[str]
+    """Prefect's database URL (asyncpg), credentials percent-encoded; a secret."""
 
     def __init__(
         self,
         name: str,
         *,
         place: dc.Placement,
+        pg: PostgresConfig,
+        max_connections: int,
         password: pulumi.Output[str],
         opts: pulumi.ResourceOptions | None = None,
     ):
         super().__init__(name, opts)
-        config, pg = place.config, place.config.postgres
         # Postgres reads POSTGRES_PASSWORD only on an empty data directory, so the
         # volume outlives `pulumi destroy` unless the stack opts out.
         self.volume = docker.Volume(
@@ -39,32 +49,38 @@ class Postgres(StackComponent):
             f"{name}-container",
             name=place.name("postgres"),
             image=pg.image,
-            command=["postgres", "-c", f"max_connections={config.postgres_max_connections}"],
+            command=["postgres", "-c", f"max_connections={max_connections}"],
             envs=password.apply(
                 lambda pw: [
                     f"POSTGRES_USER={pg.user}",
                     f"POSTGRES_PASSWORD={pw}",
                     f"POSTGRES_DB={pg.database}",
                     f"PGDATA={DATA_DIR}/pgdata",
-                    f"TZ={config.timezone}",
+                    f"TZ={place.timezone}",
                 ]
             ),
             volumes=[docker.ContainerVolumeArgs(volume_name=self.volume.name, container_path=DATA_DIR)],
             networks_advanced=dc.network_attachment(place.backend, HOST_ALIAS),
-            ports=dc.published(POSTGRES_PORT, pg.host_port),
+            ports=dc.published(PORT, pg.host_port),
             # Over TCP, so the init-time server (socket only) does not count as ready.
             healthcheck=dc.healthcheck(
-                ["CMD-SHELL", 'pg_isready -h 127.0.0.1 -p 5432 -U "$POSTGRES_USER" -d "$POSTGRES_DB"'],
+                ["CMD-SHELL", f'pg_isready -h 127.0.0.1 -p {PORT} -U "$POSTGRES_USER" -d "$POSTGRES_DB"'],
                 interval=2, timeout=5, retries=15, start_period=10,
             ),
             restart="unless-stopped",
             # The entrypoint chowns the data directory, then drops to the postgres user.
             **dc.hardening(read_only=False, cap_add=["CHOWN", "DAC_OVERRIDE", "FOWNER", "SETGID", "SETUID"]),
+            **dc.limits(pg),
             wait=True,
-            wait_timeout=config.wait_timeout,
-            # Declared for the policy pack, which cannot see retain_on_delete.
-            labels=dc.labels(place.stack, "postgres", **{"data-volume": "retained" if pg.retain_volume else "disposable"}),
-            **dc.log_args(config),
+            wait_timeout=place.wait_timeout,
+            labels=dc.labels(
+                place.stack, COMPONENT,
+                **{DATA_VOLUME_LABEL: DATA_VOLUME_RETAINED if pg.retain_volume else "disposable"},
+            ),
+            **place.log_args(),
             opts=dc.container_opts(self),
+        )
+        self.url = pulumi.Output.secret(
+            password.apply(lambda pw: postgres_url(pg.user, pw, HOST_ALIAS, PORT, pg.database))
         )
         self.register_outputs({"container_name": self.container.name, "volume_name": self.volume.name})

@@ -10,13 +10,10 @@ from __future__ import annotations
 import base64
 import json
 from dataclasses import dataclass
-from typing import Literal
 
 import pulumi
 
-from .config import StackConfig
-
-Role = Literal["migration", "api", "services"]
+from .config import ApiConfig, MigrationConfig, WorkerConfig
 
 # Named where other code must find or check them (the policy pack, the tests).
 SERVER_AUTH_STRING = "PREFECT_SERVER_API_AUTH_STRING"
@@ -32,9 +29,6 @@ HOME_DIR = f"{SCRATCH_DIR}/prefect-home"
 UI_STATIC_DIR = f"{SCRATCH_DIR}/prefect-ui"
 WORKER_HEALTH_PORT = 8080
 
-API_PORT = 4200
-POSTGRES_PORT = 5432
-REDIS_PORT = 6379
 # Redis databases: messaging, cache and cleanup queue share 0; Docket gets its own.
 REDIS_MESSAGING_DB = 0
 REDIS_DOCKET_DB = 1
@@ -45,6 +39,7 @@ class Endpoints:
     """Where Prefect finds its peers on the stack network, and the secret URLs."""
 
     redis_host: str
+    redis_port: int
     database_url: pulumi.Output[str]  # secret, percent-encoded
     docket_url: pulumi.Output[str]  # secret, percent-encoded
     redis_password: pulumi.Output[str]  # secret
@@ -72,36 +67,33 @@ def _redis(ep: Endpoints) -> list[pulumi.Input[str]]:
         _env("PREFECT_SERVER_CONCURRENCY_LEASE_STORAGE", "prefect_redis.lease_storage"),
         _env("PREFECT_SERVER_WORKER_CHANNEL_CLEANUP_QUEUE_STORAGE", "prefect_redis.cleanup_queue"),
         _env("PREFECT_REDIS_MESSAGING_HOST", ep.redis_host),
-        _env("PREFECT_REDIS_MESSAGING_PORT", REDIS_PORT),
+        _env("PREFECT_REDIS_MESSAGING_PORT", ep.redis_port),
         _env("PREFECT_REDIS_MESSAGING_DB", REDIS_MESSAGING_DB),
         _env("PREFECT_REDIS_MESSAGING_PASSWORD", ep.redis_password),
         _env("PREFECT_REDIS_WORKER_CLEANUP_QUEUE_HOST", ep.redis_host),
-        _env("PREFECT_REDIS_WORKER_CLEANUP_QUEUE_PORT", REDIS_PORT),
+        _env("PREFECT_REDIS_WORKER_CLEANUP_QUEUE_PORT", ep.redis_port),
         _env("PREFECT_REDIS_WORKER_CLEANUP_QUEUE_DB", REDIS_MESSAGING_DB),
         _env("PREFECT_REDIS_WORKER_CLEANUP_QUEUE_PASSWORD", ep.redis_password),
         _env("PREFECT_SERVER_DOCKET_URL", ep.docket_url),
     ]
 
 
-def _common(config: StackConfig) -> list[pulumi.Input[str]]:
-    return [_env("TZ", config.timezone), _env("PREFECT_HOME", HOME_DIR)]
+def _common(timezone: str) -> list[pulumi.Input[str]]:
+    return [_env("TZ", timezone), _env("PREFECT_HOME", HOME_DIR)]
 
 
-def server_env(config: StackConfig, ep: Endpoints, role: Role) -> list[pulumi.Input[str]]:
-    """Environment of one Prefect server process of the given role."""
-    env: list[pulumi.Input[str]] = [
-        *_common(config),
+def _server(ep: Endpoints, timezone: str, log_level: str) -> list[pulumi.Input[str]]:
+    return [
+        *_common(timezone),
         _env("PREFECT_SERVER_DATABASE_CONNECTION_URL", ep.database_url),
         _env("PREFECT_SERVER_ANALYTICS_ENABLED", False),
-        _env("PREFECT_LOGGING_SERVER_LEVEL", config.prefect.log_level),
+        _env("PREFECT_LOGGING_SERVER_LEVEL", log_level),
     ]
-    if role == "migration":
-        env += [
-            _env("PREFECT_SERVER_DATABASE_TIMEOUT", config.migration.database_timeout),
-            _env("PREFECT_SERVER_DATABASE_MIGRATION_TIMEOUT", config.migration.database_timeout),
-        ]
-        return env
-    env += [
+
+
+def _serving(ep: Endpoints) -> list[pulumi.Input[str]]:
+    """What every long-running server process shares: Redis, and auth when Prefect checks it."""
+    env = [
         # Migrations and block registration run once, in the migration job:
         # replicas starting together on a fresh database race on both.
         _env("PREFECT_SERVER_DATABASE_MIGRATE_ON_START", False),
@@ -110,19 +102,38 @@ def server_env(config: StackConfig, ep: Endpoints, role: Role) -> list[pulumi.In
     ]
     if ep.auth_string is not None:
         env.append(_env(SERVER_AUTH_STRING, ep.auth_string))
-    if role == "api":
-        env += [
-            # The browser calls this; without it the UI is told 0.0.0.0 or 127.0.0.1.
-            _env("PREFECT_SERVER_UI_API_URL", f"{config.proxy.public_url}/api"),
-            _env("PREFECT_SERVER_API_KEEPALIVE_TIMEOUT", config.api.keepalive_timeout),
-            _env("PREFECT_SERVER_API_CSRF_PROTECTION_ENABLED", config.api.csrf_protection),
-            # The server copies the UI bundle before serving it, by default into its
-            # own package directory, which is read-only here.
-            _env("PREFECT_SERVER_UI_STATIC_DIRECTORY", UI_STATIC_DIR),
-        ]
-    else:
-        env.append(_env("PREFECT_SERVER_UI_ENABLED", False))
     return env
+
+
+def migration_env(ep: Endpoints, *, timezone: str, log_level: str, migration: MigrationConfig) -> list[pulumi.Input[str]]:
+    """Environment of the one-shot migration job."""
+    return [
+        *_server(ep, timezone, log_level),
+        _env("PREFECT_SERVER_DATABASE_TIMEOUT", migration.database_timeout),
+        _env("PREFECT_SERVER_DATABASE_MIGRATION_TIMEOUT", migration.database_timeout),
+    ]
+
+
+def api_env(
+    ep: Endpoints, *, timezone: str, log_level: str, api: ApiConfig, ui_api_url: str
+) -> list[pulumi.Input[str]]:
+    """Environment of an API replica; ``ui_api_url`` is what browsers call."""
+    return [
+        *_server(ep, timezone, log_level),
+        *_serving(ep),
+        # The browser calls this; without it the UI is told 0.0.0.0 or 127.0.0.1.
+        _env("PREFECT_SERVER_UI_API_URL", ui_api_url),
+        _env("PREFECT_SERVER_API_KEEPALIVE_TIMEOUT", api.keepalive_timeout),
+        _env("PREFECT_SERVER_API_CSRF_PROTECTION_ENABLED", api.csrf_protection),
+        # The server copies the UI bundle before serving it, by default into its
+        # own package directory, which is read-only here.
+        _env("PREFECT_SERVER_UI_STATIC_DIRECTORY", UI_STATIC_DIR),
+    ]
+
+
+def services_env(ep: Endpoints, *, timezone: str, log_level: str) -> list[pulumi.Input[str]]:
+    """Environment of a background-services container."""
+    return [*_server(ep, timezone, log_level), *_serving(ep), _env("PREFECT_SERVER_UI_ENABLED", False)]
 
 
 def _client_auth(auth_string: str, proxy_auth: bool) -> dict[str, str]:
@@ -145,16 +156,15 @@ def client_env(
     return auth_string.apply(lambda auth: {CLIENT_API_URL: api_url, **_client_auth(auth, proxy_auth)})
 
 
-def worker_env(config: StackConfig, api_url: str) -> list[str]:
+def worker_env(worker: WorkerConfig, *, timezone: str, log_level: str, api_url: str) -> list[str]:
     """Environment of a Prefect Docker worker, credentials aside. Flow-run
     containers inherit the client settings (API URL, auth) from it through prefect-docker."""
-    worker = config.worker
     env = [
-        *_common(config),
+        *_common(timezone),
         _env(CLIENT_API_URL, api_url),
         _env("PREFECT_WORKER_WEBSERVER_HOST", "0.0.0.0"),
         _env("PREFECT_WORKER_WEBSERVER_PORT", WORKER_HEALTH_PORT),
-        _env("PREFECT_LOGGING_LEVEL", config.prefect.log_level),
+        _env("PREFECT_LOGGING_LEVEL", log_level),
         _env("DOCKER_HOST", worker.docker_host),
         _env(DOCKER_CLIENT_TIMEOUT, worker.docker_client_timeout),
     ]
@@ -164,12 +174,11 @@ def worker_env(config: StackConfig, api_url: str) -> list[str]:
 
 
 def with_client_auth(
-    config: StackConfig, env: list[str], auth_string: pulumi.Output[str] | None
+    env: list[str], auth_string: pulumi.Output[str] | None, *, proxy_auth: bool
 ) -> pulumi.Input[list[str]]:
     """``env`` plus the client credentials, as a secret, when auth is on."""
     if auth_string is None:
         return env
-    proxy_auth = config.auth.mode == "nginx"
     return pulumi.Output.secret(auth_string.apply(
         lambda auth: [*env, *(f"{k}={v}" for k, v in _client_auth(auth, proxy_auth).items())]
     ))

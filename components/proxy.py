@@ -20,11 +20,15 @@ import pulumi
 import pulumi_docker as docker
 
 from . import docker_common as dc
-from .config import StackConfig
-from .prefect_settings import API_PORT
+from .api import API_PORT
+from .config import TLS_OFF, ProxyConfig
 from .tls import EdgeTls
 from .component import StackComponent
 
+COMPONENT = "proxy"
+# What the container declares for the policy pack: TLS and auth modes.
+TLS_LABEL = "tls"
+AUTH_LABEL = "auth"
 # nginx's listeners inside the container; proxy.port publishes the public one.
 HTTP_PORT = 8080
 HTTPS_PORT = 8443
@@ -83,16 +87,9 @@ _TEMPLATES = jinja2.Environment(
 _NGINX_LITERAL = re.compile(r"^[A-Za-z0-9._~:/\[\]@!&()*+,=%-]+$")
 
 
-def public_listen_port(config: StackConfig) -> int:
+def public_listen_port(tls: bool) -> int:
     """The container port proxy.port publishes: HTTPS with TLS, else plain HTTP."""
-    return HTTPS_PORT if config.tls.enabled else HTTP_PORT
-
-
-def tls_mode(config: StackConfig) -> str:
-    """off, generated or provided: what the container declares in its labels."""
-    if not config.tls.enabled:
-        return "off"
-    return "provided" if config.tls.provided else "generated"
+    return HTTPS_PORT if tls else HTTP_PORT
 
 
 def _nginx_literal(value: str, what: str) -> str:
@@ -102,12 +99,17 @@ def _nginx_literal(value: str, what: str) -> str:
 
 
 def render_nginx_conf(
-    config: StackConfig, stack: str, upstream_hosts: Sequence[str], *, runtime_dir: str = RUNTIME_DIR
+    proxy: ProxyConfig,
+    stack: str,
+    upstream_hosts: Sequence[str],
+    *,
+    tls: bool,
+    basic_auth: bool,
+    runtime_dir: str = RUNTIME_DIR,
 ) -> str:
     """nginx.conf for the stack; it names files under ``runtime_dir`` but holds no secret."""
     if not upstream_hosts:
         raise ValueError("nginx needs at least one upstream host")
-    proxy = config.proxy
     public_url = _nginx_literal(proxy.public_url, "proxy.publicUrl")
     return _TEMPLATES.get_template("nginx.conf.j2").render(
         stack=stack,
@@ -124,17 +126,17 @@ def render_nginx_conf(
         health_path=HEALTH_PATH,
         public_url=public_url,
         upstream_host=_nginx_literal(urlsplit(public_url).netloc, "proxy.publicUrl's host"),
-        tls=config.tls.enabled,
+        tls=tls,
         certificate_path=f"{runtime_dir}/{CERTIFICATE_FILE}",
         key_path=f"{runtime_dir}/{KEY_FILE}",
-        auth_basic=config.auth.mode == "nginx",
+        auth_basic=basic_auth,
         htpasswd_path=f"{runtime_dir}/{HTPASSWD_FILE}",
         allow_cidrs=list(proxy.allow_cidrs),
         rate_limit=proxy.rate_limit,
         rate_limit_burst=proxy.rate_limit_burst,
         runtime_files=[CONF_FILE]
-        + ([CERTIFICATE_FILE, KEY_FILE] if config.tls.enabled else [])
-        + ([HTPASSWD_FILE] if config.auth.mode == "nginx" else []),
+        + ([CERTIFICATE_FILE, KEY_FILE] if tls else [])
+        + ([HTPASSWD_FILE] if basic_auth else []),
     )
 
 
@@ -172,21 +174,24 @@ class Proxy(StackComponent):
         name: str,
         *,
         place: dc.Placement,
+        proxy: ProxyConfig,
         upstream_hosts: Sequence[str],
         upstreams: Sequence[docker.Container],
         tls: EdgeTls | None,
+        http_redirect_port: int,
+        auth_mode: str,
         htpasswd: pulumi.Output[str] | None,
         opts: pulumi.ResourceOptions | None = None,
     ):
+        """``tls`` is the certificate to serve (None: plain HTTP), ``htpasswd`` the
+        basic-auth file when nginx checks credentials; ``auth_mode`` is declared
+        in a label for the policy pack."""
         super().__init__(name, opts)
-        config = place.config
-        if config.tls.enabled != (tls is not None):
-            raise ValueError("Proxy needs an EdgeTls exactly when tls.enabled is true")
-        if (config.auth.mode == "nginx") != (htpasswd is not None):
-            raise ValueError("Proxy needs an htpasswd exactly when auth.mode is nginx")
-        self.nginx_conf = render_nginx_conf(config, place.stack, upstream_hosts)
+        self.nginx_conf = render_nginx_conf(
+            proxy, place.stack, upstream_hosts, tls=tls is not None, basic_auth=htpasswd is not None
+        )
 
-        conf, timezone = self.nginx_conf, config.timezone
+        conf, timezone = self.nginx_conf, place.timezone
         if tls is None and htpasswd is None:
             envs: pulumi.Input[list[str]] = _env_list(nginx_env(conf, timezone=timezone))
         else:
@@ -197,14 +202,14 @@ class Proxy(StackComponent):
                 conf, certificate=v[0], private_key=v[1], htpasswd=v[2], timezone=timezone
             )))
 
-        ports = dc.published(public_listen_port(config), config.proxy.port)
-        if config.tls.enabled:
-            ports += dc.published(HTTP_PORT, config.tls.http_port)
+        ports = dc.published(public_listen_port(tls is not None), proxy.port)
+        if tls is not None:
+            ports += dc.published(HTTP_PORT, http_redirect_port)
 
         self.container = docker.Container(
             f"{name}-container",
             name=place.name("nginx"),
-            image=config.proxy.image,
+            image=proxy.image,
             # A command other than `nginx` also skips the official image's
             # entrypoint hooks, which would write into /etc/nginx.
             command=["sh", "-c", START_SCRIPT],
@@ -216,18 +221,18 @@ class Proxy(StackComponent):
                 interval=5, timeout=3, retries=3, start_period=2,
             ),
             restart="unless-stopped",
+            **dc.limits(proxy),
             wait=True,
-            wait_timeout=config.wait_timeout,
+            wait_timeout=place.wait_timeout,
             # nginx resolves upstream names once, at start: a replaced replica has a
             # new address, so its new ID here replaces nginx after it.
             labels=dc.labels(
-                place.stack, "proxy",
+                place.stack, COMPONENT,
                 upstreams=pulumi.Output.all(*[u.id for u in upstreams]).apply(",".join),
-                tls=tls_mode(config),
-                auth=config.auth.mode,
+                **{TLS_LABEL: tls.mode if tls else TLS_OFF, AUTH_LABEL: auth_mode},
             ),
             **dc.hardening(read_only=True, tmpfs=TMPFS, cap_add=CAPABILITIES),
-            **dc.log_args(config),
+            **place.log_args(),
             opts=dc.container_opts(self, depends_on=upstreams),
         )
         self.register_outputs({"container_name": self.container.name})

@@ -8,7 +8,10 @@ import pulumi
 import pulumi_docker as docker
 
 from . import docker_common as dc
-from .prefect_settings import SCRATCH_DIR, Endpoints, server_env
+from .config import PrefectConfig, ServicesConfig
+from .prefect_settings import SCRATCH_DIR, Endpoints, services_env
+
+COMPONENT = "services"
 from .component import StackComponent
 
 
@@ -20,29 +23,31 @@ class BackgroundServices(StackComponent):
         name: str,
         *,
         place: dc.Placement,
+        prefect: PrefectConfig,
+        services: ServicesConfig,
         endpoints: Endpoints,
         migration_succeeded: pulumi.Output[int],
         depends_on: Sequence[pulumi.Resource] = (),
         opts: pulumi.ResourceOptions | None = None,
     ):
         super().__init__(name, opts)
-        config = place.config
-        env = server_env(config, endpoints, "services")
+        env = services_env(endpoints, timezone=place.timezone, log_level=prefect.log_level)
         self.containers = []
-        for index in range(1, config.services.replicas + 1):
+        for index in range(1, services.replicas + 1):
             # No HTTP endpoint to probe: the restart policy is its liveness.
             self.containers.append(
                 docker.Container(
                     f"{name}-{index}",
                     name=place.name(f"services-{index}"),
-                    image=config.prefect.image,
+                    image=prefect.image,
                     command=["prefect", "server", "services", "start"],
                     envs=env,
                     networks_advanced=dc.network_attachment(place.backend),
                     restart="unless-stopped",
                     **dc.hardening(read_only=True, tmpfs=[SCRATCH_DIR]),
-                    labels=dc.gated_labels(place, "services", index, migration_succeeded),
-                    **dc.log_args(config),
+                    **dc.limits(services),
+                    labels=dc.gated_labels(place, COMPONENT, index, migration_succeeded),
+                    **place.log_args(),
                     opts=dc.container_opts(self, depends_on=depends_on),
                 )
             )

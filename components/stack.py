@@ -1,4 +1,8 @@
-"""The whole Prefect HA stack, wired in startup order, and what users read back."""
+"""The whole Prefect HA stack, wired in startup order, and what users read back.
+
+The composition root: it reads the config once and hands each component the
+slices it uses; components publish their own addresses and URLs.
+"""
 
 from __future__ import annotations
 
@@ -6,21 +10,21 @@ from typing import Any, Mapping
 
 import pulumi
 
-from .api import SERVICE_ALIAS, ApiServer
+from . import api as api_server, postgres as pg, redis as rd
+from .api import ApiServer
+from .component import StackComponent
 from .config import PROJECT, ConfigError, StackConfig, load_config
 from .docker_common import Placement
 from .migration import Migration
 from .network import StackNetwork
-from .postgres import HOST_ALIAS as POSTGRES_HOST, Postgres
-from .prefect_settings import API_PORT, POSTGRES_PORT, REDIS_DOCKET_DB, REDIS_PORT, Endpoints, client_env
+from .postgres import Postgres
+from .prefect_settings import REDIS_DOCKET_DB, Endpoints, client_env
 from .proxy import Proxy
-from .tls import EdgeTls
-from .worker import DockerWorkers
-from .redis import HOST_ALIAS as REDIS_HOST, Redis
+from .redis import Redis
 from .secrets import StackSecrets
 from .services import BackgroundServices
-from .urls import postgres_url, redis_url
-from .component import StackComponent
+from .tls import EdgeTls
+from .worker import DockerWorkers
 
 
 class InvalidConfig(pulumi.RunError):
@@ -51,77 +55,81 @@ class PrefectHa(StackComponent):
     def __init__(self, name: str, *, config: StackConfig, stack: str, opts: pulumi.ResourceOptions | None = None):
         super().__init__(name, opts)
         child = pulumi.ResourceOptions(parent=self)
-        prefix = config.prefix(stack)
-
         auth = config.auth
+
         self.secrets = StackSecrets(
             f"{name}-secrets", auth_username=auth.username if auth.enabled else None, opts=child
         )
         self.network = StackNetwork(
-            f"{name}-network", prefix=prefix, stack=stack,
+            f"{name}-network", prefix=config.prefix(stack), stack=stack,
             backend_internal=not config.data_ports_published, opts=child,
         )
-        place = Placement(config=config, stack=stack, backend=self.network.backend, edge=self.network.edge)
-        self.postgres = Postgres(f"{name}-postgres", place=place, password=self.secrets.postgres_password, opts=child)
-        self.redis = Redis(f"{name}-redis", place=place, password=self.secrets.redis_password, opts=child)
-        pg = config.postgres
+        place = Placement(
+            stack=stack, prefix=config.prefix(stack), backend=self.network.backend, edge=self.network.edge,
+            timezone=config.timezone, wait_timeout=config.wait_timeout, logging=config.logging,
+        )
+        self.postgres = Postgres(
+            f"{name}-postgres", place=place, pg=config.postgres, max_connections=config.postgres_max_connections,
+            password=self.secrets.postgres_password, opts=child,
+        )
+        self.redis = Redis(f"{name}-redis", place=place, redis=config.redis, password=self.secrets.redis_password, opts=child)
         self.endpoints = Endpoints(
-            redis_host=REDIS_HOST,
-            database_url=pulumi.Output.secret(
-                self.secrets.postgres_password.apply(
-                    lambda pw: postgres_url(pg.user, pw, POSTGRES_HOST, POSTGRES_PORT, pg.database)
-                )
-            ),
-            docket_url=pulumi.Output.secret(
-                self.secrets.redis_password.apply(
-                    lambda pw: redis_url(pw, REDIS_HOST, REDIS_PORT, REDIS_DOCKET_DB)
-                )
-            ),
+            redis_host=rd.HOST_ALIAS,
+            redis_port=rd.PORT,
+            database_url=self.postgres.url,
+            docket_url=self.redis.url(REDIS_DOCKET_DB),
             redis_password=self.secrets.redis_password,
-            auth_string=self.secrets.auth_string if auth.mode == "prefect" else None,
+            auth_string=self.secrets.auth_string if auth.checked_by_prefect else None,
         )
         data_stores = [self.postgres.container, self.redis.container]
         self.migration = Migration(
-            f"{name}-migration", place=place, endpoints=self.endpoints, depends_on=data_stores, opts=child,
+            f"{name}-migration", place=place, prefect=config.prefect, migration=config.migration,
+            endpoints=self.endpoints, depends_on=data_stores, opts=child,
         )
         # depends_on on a component does not reach its children, so the
         # containers are handed over explicitly; the exit-code gate is an Output
         # every dependent consumes.
         after_migration = [*data_stores, self.migration.container]
         self.api = ApiServer(
-            f"{name}-api", place=place, endpoints=self.endpoints,
-            migration_succeeded=self.migration.succeeded, depends_on=after_migration, opts=child,
+            f"{name}-api", place=place, prefect=config.prefect, api=config.api, ui_api_url=config.proxy.api_url,
+            endpoints=self.endpoints, migration_succeeded=self.migration.succeeded,
+            depends_on=after_migration, opts=child,
         )
         self.services = BackgroundServices(
-            f"{name}-services", place=place, endpoints=self.endpoints,
-            migration_succeeded=self.migration.succeeded, depends_on=after_migration, opts=child,
+            f"{name}-services", place=place, prefect=config.prefect, services=config.services,
+            endpoints=self.endpoints, migration_succeeded=self.migration.succeeded,
+            depends_on=after_migration, opts=child,
         )
-        self.tls = EdgeTls(f"{name}-tls", config=config, opts=child) if config.tls.enabled else None
+        self.tls = (
+            EdgeTls(f"{name}-tls", tls=config.tls, public_url=config.proxy.public_url, opts=child)
+            if config.tls.enabled else None
+        )
         self.proxy = Proxy(
-            f"{name}-proxy", place=place, upstream_hosts=self.api.aliases, upstreams=self.api.replicas,
-            tls=self.tls, htpasswd=self.secrets.htpasswd if auth.mode == "nginx" else None, opts=child,
+            f"{name}-proxy", place=place, proxy=config.proxy, upstream_hosts=self.api.aliases,
+            upstreams=self.api.replicas, tls=self.tls, http_redirect_port=config.tls.http_port,
+            auth_mode=auth.mode, htpasswd=self.secrets.htpasswd if auth.checked_by_nginx else None, opts=child,
         )
         self.workers = None
         if config.worker.enabled:
-            # Inside the stack the API is reached by its alias on the edge network.
             self.workers = DockerWorkers(
-                f"{name}-worker", place=place,
-                api_url=config.worker.api_url or f"http://{SERVICE_ALIAS}:{API_PORT}/api",
-                auth_string=self.secrets.auth_string, depends_on=self.api.replicas, opts=child,
+                f"{name}-worker", place=place, worker=config.worker, image=config.worker_image,
+                log_level=config.prefect.log_level,
+                api_url=config.worker.api_url or api_server.INTERNAL_API_URL,
+                auth_string=self.secrets.auth_string, proxy_auth=auth.checked_by_nginx,
+                depends_on=self.api.replicas, opts=child,
             )
 
-        public = config.proxy.public_url
-        self.api_url = f"{public}/api"
+        self.api_url = config.proxy.api_url
         self.outputs: dict[str, Any] = {
             "api_url": self.api_url,
-            "ui_url": f"{public}/",
-            "health_url": f"{public}/api/health",
+            "ui_url": config.proxy.ui_url,
+            "health_url": config.proxy.health_url,
             "services": {
                 "networks": {"backend": self.network.backend.name, "edge": self.network.edge.name},
-                "postgres": f"{POSTGRES_HOST}:{POSTGRES_PORT}",
-                "redis": f"{REDIS_HOST}:{REDIS_PORT}",
-                "api": f"{SERVICE_ALIAS}:{API_PORT}",
-                "api_replicas": [f"{alias}:{API_PORT}" for alias in self.api.aliases],
+                "postgres": pg.ADDRESS,
+                "redis": rd.ADDRESS,
+                "api": api_server.ADDRESS,
+                "api_replicas": [f"{alias}:{api_server.API_PORT}" for alias in self.api.aliases],
             },
             "containers": {
                 "postgres": self.postgres.container.name,
@@ -134,7 +142,7 @@ class PrefectHa(StackComponent):
             },
             "postgres_volume": self.postgres.volume.name,
             "client_env": pulumi.Output.secret(
-                client_env(self.api_url, self.secrets.auth_string, proxy_auth=auth.mode == "nginx")
+                client_env(self.api_url, self.secrets.auth_string, proxy_auth=auth.checked_by_nginx)
             ),
             # Reviewable in previews: the nginx container's own env is secret as a whole.
             "nginx_conf": self.proxy.nginx_conf,

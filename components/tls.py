@@ -8,7 +8,7 @@ from urllib.parse import urlsplit
 import pulumi
 import pulumi_tls as tls
 
-from .config import PROJECT, StackConfig
+from .config import PROJECT, TlsConfig
 from .component import StackComponent
 
 # Go's hours; a year for the server certificate and five for the CA clients
@@ -52,24 +52,28 @@ class EdgeTls(StackComponent):
     ca_certificate: pulumi.Output[str]
     """PEM clients should trust: the generated CA, or the user's chain."""
 
-    def __init__(self, name: str, *, config: StackConfig, opts: pulumi.ResourceOptions | None = None):
+    mode: str
+    """provided or generated (config.TLS_MODES)."""
+
+    def __init__(self, name: str, *, tls: TlsConfig, public_url: str, opts: pulumi.ResourceOptions | None = None):
         super().__init__(name, opts)
-        if config.tls.provided:
-            self.certificate = pulumi.Output.from_input(config.tls.certificate)
-            self.private_key = pulumi.Output.secret(config.tls.key.get_secret_value())
-            self.ca_certificate = pulumi.Output.from_input(config.tls.certificate)
+        self.mode = tls.mode
+        if tls.provided:
+            self.certificate = pulumi.Output.from_input(tls.certificate)
+            self.private_key = pulumi.Output.secret(tls.key.get_secret_value())
+            self.ca_certificate = pulumi.Output.from_input(tls.certificate)
         else:
-            self._generate(name, config)
+            self._generate(name, public_url)
         self.register_outputs({
             "certificate": self.certificate,
             "private_key": self.private_key,
             "ca_certificate": self.ca_certificate,
         })
 
-    def _generate(self, name: str, config: StackConfig) -> None:
+    def _generate(self, name: str, public_url: str) -> None:
         child = pulumi.ResourceOptions(parent=self)
-        host = urlsplit(config.proxy.public_url).hostname
-        dns_names, ip_addresses = subject_alt_names(config.proxy.public_url)
+        host = urlsplit(public_url).hostname
+        dns_names, ip_addresses = subject_alt_names(public_url)
 
         self.ca_key = tls.PrivateKey(f"{name}-ca-key", algorithm="ECDSA", ecdsa_curve="P256", opts=child)
         self.ca_cert = tls.SelfSignedCert(

@@ -15,6 +15,7 @@ import pulumi
 import pulumi_docker as docker
 
 from . import docker_common as dc
+from .config import WorkerConfig
 from .prefect_settings import SCRATCH_DIR, WORKER_HEALTH_PORT, with_client_auth, worker_env
 from .component import StackComponent
 
@@ -45,10 +46,9 @@ def check_pool_setup(container_name: str, exit_code: int | None) -> int:
     return int(exit_code)
 
 
-def job_defaults(place: dc.Placement, edge_network_name: str) -> dict:
+def job_defaults(worker: WorkerConfig, edge_network_name: str) -> dict:
     """Defaults of the pool's job variables: flow-run containers join a network
     on which the API answers, pull as configured, and go away when done."""
-    worker = place.config.worker
     return {
         "networks": [worker.job_network or edge_network_name],
         "image_pull_policy": worker.job_image_pull_policy,
@@ -73,29 +73,35 @@ class DockerWorkers(StackComponent):
         name: str,
         *,
         place: dc.Placement,
+        worker: WorkerConfig,
+        image: str,
+        log_level: str,
         api_url: str,
         auth_string: pulumi.Output[str] | None,
+        proxy_auth: bool,
         depends_on: Sequence[pulumi.Resource] = (),
         opts: pulumi.ResourceOptions | None = None,
     ):
         super().__init__(name, opts)
-        config, worker = place.config, place.config.worker
         self.api_url = api_url
-        env = with_client_auth(config, worker_env(config, api_url), auth_string)
+        env = with_client_auth(
+            worker_env(worker, timezone=place.timezone, log_level=log_level, api_url=api_url),
+            auth_string, proxy_auth=proxy_auth,
+        )
         socket = worker.socket_path
         socket_mount = [docker.ContainerVolumeArgs(host_path=socket, container_path=socket, read_only=True)] if socket else []
         spec = place.edge.name.apply(
             lambda edge: json.dumps({
                 "name": worker.pool,
                 "concurrency_limit": worker.pool_concurrency_limit or None,
-                "job_defaults": job_defaults(place, edge),
+                "job_defaults": job_defaults(worker, edge),
             }, sort_keys=True)
         )
         setup_name = place.name("work-pool")
         self.pool_setup = docker.Container(
             f"{name}-pool",
             name=setup_name,
-            image=config.worker_image,
+            image=image,
             command=["python", ENSURE_POOL_PATH],
             envs=pulumi.Output.all(spec, env).apply(lambda values: [f"{POOL_SPEC_ENV}={values[0]}", *values[1]]),
             uploads=[docker.ContainerUploadArgs(file=ENSURE_POOL_PATH, content=ENSURE_POOL_SOURCE.read_text())],
@@ -103,8 +109,9 @@ class DockerWorkers(StackComponent):
             **dc.one_shot(),
             # Not read-only: Docker refuses uploads into a read-only container.
             **dc.hardening(read_only=False),
+            **dc.limits(worker),
             labels=dc.labels(place.stack, "work-pool"),
-            **dc.log_args(config),
+            **place.log_args(),
             opts=dc.container_opts(self, depends_on=depends_on),
         )
         pool_ready = self.pool_setup.exit_code.apply(lambda code: check_pool_setup(setup_name, code))
@@ -116,7 +123,7 @@ class DockerWorkers(StackComponent):
                 docker.Container(
                     f"{name}-{index}",
                     name=container_name,
-                    image=config.worker_image,
+                    image=image,
                     command=worker_command(worker.pool, container_name, worker.limit),
                     envs=env,
                     # Whoever can use the Docker socket controls the host (see README):
@@ -129,15 +136,16 @@ class DockerWorkers(StackComponent):
                         start_period=180 if worker.extra_pip_packages else 30,
                     ),
                     restart="unless-stopped",
+                    **dc.limits(worker),
                     wait=True,
-                    wait_timeout=config.wait_timeout,
+                    wait_timeout=place.wait_timeout,
                     # pip installs EXTRA_PIP_PACKAGES into the image's site-packages at start.
                     **dc.hardening(read_only=not worker.extra_pip_packages, tmpfs=[SCRATCH_DIR]),
                     labels=dc.labels(
                         place.stack, "worker", replica=str(index), pool=worker.pool,
                         **{"work-pool-exit-code": pool_ready.apply(str)},
                     ),
-                    **dc.log_args(config),
+                    **place.log_args(),
                     opts=dc.container_opts(self, depends_on=[*depends_on, self.pool_setup]),
                 )
             )

@@ -282,7 +282,7 @@ DIGEST = "sha256:" + "ab" * 32
     ("nginx@sha256:short", False),
 ])
 def test_image_pinning_rule(image, pinned):
-    assert (pack.image_problem(image) is None) is pinned
+    assert (pack.pin_problem(image) is None) is pinned
 
 
 @pytest.mark.parametrize("image", ["nginx", "nginx:latest", "prefecthq/prefect:3-latest", "localhost:5000/nginx"])

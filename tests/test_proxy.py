@@ -28,7 +28,7 @@ from cryptography import x509
 
 from components import proxy
 from components.config import load_paths
-from components.prefect_settings import API_PORT
+from components.api import API_PORT
 from components.proxy import (
     HTTP_PORT,
     HTTPS_PORT,
@@ -55,6 +55,13 @@ WRITING_POSTS = ["/api/flow_runs/", "/api/deployments/", "/api/flow_runs/abc/set
 GIXY = Path(sys.executable).parent / "gixy"
 LISTEN = re.compile(r"^ *listen (.*);$", re.M)
 HSTS = 'add_header Strict-Transport-Security "max-age=31536000" always;'
+
+
+def render_conf(config, stack: str, hosts: list[str], **kwargs) -> str:
+    """nginx.conf as the stack renders it for ``config``."""
+    return render_nginx_conf(
+        config.proxy, stack, hosts, tls=config.tls.enabled, basic_auth=config.auth.checked_by_nginx, **kwargs
+    )
 
 
 def nginx_binary():
@@ -130,7 +137,7 @@ def test_every_rendered_config_passes_nginx_t(replicas, body, port, tmp_path):
     config = load_paths({"api.replicas": str(replicas), "proxy.clientMaxBodySize": body, "proxy.port": str(port)})
     hosts = replica_hosts(replicas)
     (tmp_path / "run").mkdir()  # START_SCRIPT's job in the container
-    conf = render_nginx_conf(config, "test", hosts, runtime_dir=str(tmp_path / "run"))
+    conf = render_conf(config, "test", hosts, runtime_dir=str(tmp_path / "run"))
     result = nginx_test(conf, hosts, tmp_path)
     assert result.returncode == 0, result.stderr
     assert "test is successful" in result.stderr
@@ -139,7 +146,7 @@ def test_every_rendered_config_passes_nginx_t(replicas, body, port, tmp_path):
 def test_nginx_t_rejects_a_broken_config(tmp_path):
     """The check above can fail: an unresolvable upstream is an error."""
     (tmp_path / "run").mkdir()
-    conf = render_nginx_conf(load_paths({}), "test", ["prefect-api-1"], runtime_dir=str(tmp_path / "run"))
+    conf = render_conf(load_paths({}), "test", ["prefect-api-1"], runtime_dir=str(tmp_path / "run"))
     result = nginx_test(conf, [], tmp_path)
     assert result.returncode != 0
     assert "host not found in upstream" in result.stderr
@@ -168,7 +175,7 @@ CASES = {
 
 def render_case(case: str, runtime_dir: str = RUNTIME_DIR):
     config = load_paths(CASES[case])
-    return config, render_nginx_conf(config, "test", replica_hosts(config.api.replicas), runtime_dir=runtime_dir)
+    return config, render_conf(config, "test", replica_hosts(config.api.replicas), runtime_dir=runtime_dir)
 
 
 def test_the_matrix_covers_every_control():
@@ -397,7 +404,7 @@ def test_tls_listeners_hsts_and_redirect(case):
     config, conf = render_case(case)
     main, redirect = proxy_server(conf), redirect_server(conf)
     assert "proxy_set_header X-Forwarded-Proto $scheme;" in main
-    assert public_listen_port(config) == (HTTPS_PORT if config.tls.enabled else HTTP_PORT)
+    assert public_listen_port(config.tls.enabled) == (HTTPS_PORT if config.tls.enabled else HTTP_PORT)
     if config.tls.enabled:
         assert LISTEN.findall(main) == [f"{HTTPS_PORT} ssl"]
         assert "ssl_protocols TLSv1.2 TLSv1.3;" in main
@@ -479,7 +486,7 @@ def test_rate_limit_on_the_api_but_not_health_or_the_ui(case):
 
 def test_the_config_names_files_but_holds_no_secret(pki):
     config = load_paths({"tls.enabled": "true", "proxy.publicUrl": PUBLIC_HTTPS, "auth.mode": "nginx"})
-    conf = render_nginx_conf(config, "test", ["prefect-api-1"])
+    conf = render_conf(config, "test", ["prefect-api-1"])
     assert "PRIVATE KEY" not in conf and "BEGIN" not in conf and "$2a$" not in conf
     assert f"dir={RUNTIME_DIR}\n" in START_SCRIPT
     for name in (proxy.CONF_FILE, proxy.CERTIFICATE_FILE, proxy.KEY_FILE, proxy.HTPASSWD_FILE):
@@ -798,7 +805,7 @@ def secure_edge(tmp_path_factory):
     config = load_paths(SECURE)
     hosts = replica_hosts(config.api.replicas)
     tls = edge_tls_run(SECURE).outputs
-    env = nginx_env(render_nginx_conf(config, "test", hosts), certificate=tls["certificate"],
+    env = nginx_env(render_conf(config, "test", hosts), certificate=tls["certificate"],
                     private_key=tls["private_key"], htpasswd=htpasswd_line("ops", PASSWORD))
     agent = EdgeAgent(tmp_path_factory.mktemp("secure-edge"), env, hosts)
     agent.ca = tls["ca_certificate"]
@@ -810,7 +817,7 @@ def secure_edge(tmp_path_factory):
 def open_edge(tmp_path_factory):
     """The defaults: plain HTTP, no auth at nginx, open to all, no rate limit."""
     config = load_paths({"proxy.publicUrl": OPEN_PUBLIC_URL})
-    env = nginx_env(render_nginx_conf(config, "test", ["prefect-api-1"]))
+    env = nginx_env(render_conf(config, "test", ["prefect-api-1"]))
     agent = EdgeAgent(tmp_path_factory.mktemp("open-edge"), env, ["prefect-api-1"])
     yield agent
     agent.close()

@@ -303,7 +303,7 @@ def edge_tls_run(overrides: dict[str, str]):
     config = load_paths({"tls.enabled": "true", **overrides})
 
     def program():
-        edge = EdgeTls("edge", config=config)
+        edge = EdgeTls("edge", tls=config.tls, public_url=config.proxy.public_url)
         pulumi.export("certificate", edge.certificate)
         pulumi.export("private_key", edge.private_key)
         pulumi.export("ca_certificate", edge.ca_certificate)

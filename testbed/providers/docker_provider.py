@@ -59,7 +59,7 @@ CONTAINER_INPUTS = frozenset({
     "name", "image", "command", "envs", "labels", "logDriver", "logOpts", "restart", "healthcheck",
     "ports", "volumes", "networksAdvanced", "uploads", "wait", "waitTimeout", "attach", "mustRun",
     "rm", "logs", "securityOpts", "capabilities", "readOnly", "tmpfs", "privileged", "start",
-    "destroyGraceSeconds", "maxRetryCount", "memory", "memorySwap", "cpuShares",
+    "destroyGraceSeconds", "maxRetryCount", "memory", "memorySwap", "cpuShares", "cpus",
 })
 # Applied to the running container (resourceDockerContainerUpdate) or only
 # steering what the provider does; every other input replaces.
@@ -282,6 +282,8 @@ class Container(Resource):
             mem_limit=int(news["memory"]) * 1024 * 1024 if news.get("memory") else None,
             memswap_limit=int(news["memorySwap"]) * 1024 * 1024 if news.get("memorySwap") else None,
             cpu_shares=int(news["cpuShares"]) if news.get("cpuShares") else None,
+            # --cpus; not read back, and not in the provider's in-place update.
+            nano_cpus=round(float(news["cpus"]) * 1e9) if news.get("cpus") else None,
         )
         hc = news.get("healthcheck")
         try:

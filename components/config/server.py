@@ -1,0 +1,138 @@
+"""Settings of the Prefect processes: the image, the API replicas, the background
+services, the migration job and the Docker workers."""
+
+from __future__ import annotations
+
+import re
+from typing import Literal
+from urllib.parse import urlsplit
+
+from pydantic import BeforeValidator, Field, field_validator
+from typing_extensions import Annotated
+
+from .base import Group, cpu_limit, memory_limit
+from .types import Cpus, DockerName, OptionalPinnedImage, PinnedImage, Size
+
+LogLevel = Annotated[
+    Literal["DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"],
+    BeforeValidator(lambda v: v.upper() if isinstance(v, str) else v),
+]
+
+
+class PrefectConfig(Group):
+    image: PinnedImage = Field(
+        "prefecthq/prefect:3.8.8-python3.12",
+        description="Prefect image for the migration job, API replicas and background services; pinned tag.",
+    )
+    log_level: LogLevel = Field("INFO", description="Prefect server log level.")
+
+
+class ApiConfig(Group):
+    replicas: int = Field(1, ge=1, le=20, description="Number of API server containers behind nginx.")
+    keepalive_timeout: int = Field(
+        75,
+        description="Seconds the API keeps idle HTTP connections; above nginx's upstream keepalive_timeout (60 s).",
+    )
+    csrf_protection: bool = Field(
+        False,
+        description="Prefect's CSRF protection on the API (the UI and Prefect clients fetch tokens themselves).",
+    )
+    memory_limit: Size = memory_limit("1g", "each API replica")
+    cpu_limit: Cpus = cpu_limit("1", "each API replica")
+
+    @field_validator("keepalive_timeout")
+    @classmethod
+    def _keepalive(cls, value: int) -> int:
+        if value <= 60:
+            raise ValueError(f"must be > 60 seconds (nginx keeps upstream connections 60 s), got {value}")
+        return value
+
+
+class ServicesConfig(Group):
+    replicas: int = Field(
+        1, ge=1, le=5,
+        description="Number of background-services containers (schedulers, triggers); more than one needs Prefect >= 3.6.6.",
+    )
+    memory_limit: Size = memory_limit("1g", "each background-services container")
+    cpu_limit: Cpus = cpu_limit("1", "each background-services container")
+
+
+class MigrationConfig(Group):
+    database_timeout: int = Field(
+        600, ge=1,
+        description="Seconds a migration statement may take (Prefect's database timeout, migration job only); large tables need minutes.",
+    )
+    memory_limit: Size = memory_limit("1g", "the migration job")
+    cpu_limit: Cpus = cpu_limit("", "the migration job")
+
+
+_POOL_RE = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,99}")
+
+
+class WorkerConfig(Group):
+    enabled: bool = Field(False, description="Run Prefect Docker workers next to the server.")
+    pool: str = Field("docker-pool", description="Work pool the workers serve; created (type docker) when missing.")
+    replicas: int = Field(1, ge=1, le=10, description="Number of worker containers.")
+    image: OptionalPinnedImage = Field(
+        "",
+        description="Worker image; empty uses prefect.image. It needs prefect-docker, baked in or via worker.extraPipPackages.",
+    )
+    extra_pip_packages: str = Field(
+        "prefect-docker==0.7.4",
+        description="EXTRA_PIP_PACKAGES the image installs at start (needs PyPI then); empty when the image already has prefect-docker.",
+    )
+    docker_client_timeout: int = Field(
+        120, ge=1, description="DOCKER_CLIENT_TIMEOUT: seconds the worker's Docker client waits for the engine."
+    )
+    docker_host: str = Field(
+        "unix:///var/run/docker.sock",
+        description="Docker engine the workers start flow-run containers on; a unix socket is mounted read-only.",
+    )
+    limit: int = Field(0, ge=0, description="Most flow runs one worker runs at once; 0 means no limit.")
+    pool_concurrency_limit: int = Field(0, ge=0, description="Most flow runs the whole pool runs at once; 0 means no limit.")
+    api_url: str = Field(
+        "",
+        description="API URL the workers and their flow runs call; empty uses the API replicas' shared alias on the edge network.",
+    )
+    job_network: DockerName = Field(
+        "", description="Docker network flow-run containers join; empty uses the stack's edge network."
+    )
+    job_image_pull_policy: Literal["IfNotPresent", "Always", "Never"] = Field(
+        "IfNotPresent", description="Default image pull policy of flow-run containers: IfNotPresent, Always or Never."
+    )
+    job_auto_remove: bool = Field(True, description="Remove flow-run containers when they finish.")
+    memory_limit: Size = memory_limit("1g", "each worker")
+    cpu_limit: Cpus = cpu_limit("1", "each worker")
+
+    @field_validator("pool")
+    @classmethod
+    def _pool(cls, value: str) -> str:
+        if not _POOL_RE.fullmatch(value):
+            raise ValueError(f"must be letters, digits, '.', '_' or '-' (no spaces or '/'), got {value!r}")
+        return value
+
+    @field_validator("docker_host")
+    @classmethod
+    def _docker_host(cls, value: str) -> str:
+        parts = urlsplit(value)
+        if parts.scheme == "unix" and parts.path.startswith("/"):
+            return value
+        if parts.scheme in ("tcp", "ssh") and parts.hostname:
+            return value
+        raise ValueError(f"must be unix:///path/to/docker.sock or tcp://host:port, got {value!r}")
+
+    @field_validator("api_url")
+    @classmethod
+    def _api_url(cls, value: str) -> str:
+        if not value:
+            return value
+        parts = urlsplit(value)
+        if parts.scheme not in ("http", "https") or not parts.hostname or not parts.path.rstrip("/").endswith("/api"):
+            raise ValueError(f"must be an http(s) URL ending in /api, got {value!r}")
+        return value.rstrip("/")
+
+    @property
+    def socket_path(self) -> str | None:
+        """Host path of the Docker socket to mount, when the engine is reached over one."""
+        parts = urlsplit(self.docker_host)
+        return parts.path if parts.scheme == "unix" else None

@@ -1,0 +1,113 @@
+"""The whole stack's settings: every group, the checks that span groups, and the
+answers several components need (names, connection budget)."""
+
+from __future__ import annotations
+
+import re
+
+from pydantic import Field, field_validator, model_validator
+
+from .base import PROJECT, Group
+from .data_stores import PostgresConfig, RedisConfig
+from .edge import AuthConfig, ProxyConfig, TlsConfig
+from .server import ApiConfig, MigrationConfig, PrefectConfig, ServicesConfig, WorkerConfig
+from .types import DockerName, Size
+
+# Each Prefect process may hold a pool of 5 plus an overflow of 10 connections.
+CONNECTIONS_PER_PREFECT_PROCESS = 15
+# Postgres keeps 3 for superusers; the rest of the margin is for psql sessions,
+# pg_isready and the one-shot migration job.
+POSTGRES_CONNECTION_MARGIN = 20
+POSTGRES_DEFAULT_MAX_CONNECTIONS = 100
+
+
+class LoggingConfig(Group):
+    max_size: Size = Field("10m", description="json-file log max-size per container.")
+    max_file: int = Field(3, ge=1, description="json-file log files kept per container.")
+
+
+class StackConfig(Group):
+    """Everything a stack can set; see Pulumi.yaml for the declared keys."""
+
+    name_prefix: DockerName = Field(
+        "", description="Prefix of container, network and volume names; empty means prefect-ha-<stack>."
+    )
+    timezone: str = Field("UTC", description="TZ of every container.")
+    wait_timeout: int = Field(300, ge=10, description="Seconds pulumi waits for a container to become healthy.")
+    prefect: PrefectConfig = PrefectConfig()
+    api: ApiConfig = ApiConfig()
+    services: ServicesConfig = ServicesConfig()
+    migration: MigrationConfig = MigrationConfig()
+    postgres: PostgresConfig = PostgresConfig()
+    redis: RedisConfig = RedisConfig()
+    proxy: ProxyConfig = ProxyConfig()
+    tls: TlsConfig = TlsConfig()
+    auth: AuthConfig = AuthConfig()
+    worker: WorkerConfig = WorkerConfig()
+    logging: LoggingConfig = LoggingConfig()
+
+    @field_validator("timezone")
+    @classmethod
+    def _timezone(cls, value: str) -> str:
+        if not re.fullmatch(r"[A-Za-z0-9_+\-/]+", value):
+            raise ValueError(f"must be a tz database name such as Europe/Berlin, got {value!r}")
+        return value
+
+    @model_validator(mode="after")
+    def _cross_checks(self) -> "StackConfig":
+        problems = []
+        ports = {
+            "proxy.port": self.proxy.port,
+            "tls.httpPort": self.tls.http_port,
+            "postgres.hostPort": self.postgres.host_port,
+            "redis.hostPort": self.redis.host_port,
+        }
+        seen: dict[int, str] = {}
+        for key, port in ports.items():
+            if port and port in seen:
+                problems.append(f"{key} and {seen[port]} both publish host port {port}")
+            seen.setdefault(port, key)
+        if self.postgres.max_connections and self.postgres.max_connections < self.required_connections:
+            problems.append(
+                f"postgres.maxConnections must be >= {self.required_connections} for "
+                f"{self.api.replicas} API + {self.services.replicas} services replicas "
+                f"({CONNECTIONS_PER_PREFECT_PROCESS} connections each plus a margin of "
+                f"{POSTGRES_CONNECTION_MARGIN}), got {self.postgres.max_connections}; "
+                f"raise it or set 0 to size it automatically"
+            )
+        if self.tls.enabled and self.proxy.scheme != "https":
+            problems.append(
+                f"proxy.publicUrl must be an https URL when tls.enabled is true, got {self.proxy.public_url!r}"
+            )
+        if self.tls.http_port and not self.tls.enabled:
+            problems.append("tls.httpPort only applies with tls.enabled (it redirects to HTTPS); set it to 0")
+        if problems:
+            raise ValueError("; ".join(problems))
+        return self
+
+    @property
+    def worker_image(self) -> str:
+        return self.worker.image or self.prefect.image
+
+    @property
+    def data_ports_published(self) -> bool:
+        """A published Postgres or Redis port needs a backend network with a route to the host."""
+        return bool(self.postgres.host_port or self.redis.host_port)
+
+    @property
+    def prefect_processes(self) -> int:
+        return self.api.replicas + self.services.replicas
+
+    @property
+    def required_connections(self) -> int:
+        return self.prefect_processes * CONNECTIONS_PER_PREFECT_PROCESS + POSTGRES_CONNECTION_MARGIN
+
+    @property
+    def postgres_max_connections(self) -> int:
+        """max_connections handed to Postgres: configured, or sized from the replicas."""
+        if self.postgres.max_connections:
+            return self.postgres.max_connections
+        return max(POSTGRES_DEFAULT_MAX_CONNECTIONS, self.required_connections)
+
+    def prefix(self, stack: str) -> str:
+        return self.name_prefix or f"{PROJECT}-{stack}"
