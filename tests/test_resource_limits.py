@@ -45,6 +45,12 @@ def test_a_groups_limits_reach_only_its_own_containers():
     assert by_component["services"][0]["memory"] == 1024
 
 
+@pytest.mark.parametrize("given, stored", [(1, "1"), (0.5, "0.5"), ("1.5", "1.5"), (2.0, "2")])
+def test_cpu_caps_set_as_numbers_become_docker_cpus_strings(given, stored):
+    # `pulumi config set --path api.cpuLimit 0.5` stores a number, not text.
+    assert load_paths({"api.cpuLimit": given}).api.cpu_limit == stored
+
+
 @pytest.mark.parametrize("size, mb", [("512m", 512), ("1g", 1024), ("2G", 2048), ("2048k", 2)])
 def test_sizes_convert_to_the_providers_megabytes(size, mb):
     assert size_in_mb(load_paths({"api.memoryLimit": size}).api.memory_limit) == mb

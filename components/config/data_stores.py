@@ -16,7 +16,7 @@ REDIS_MIN_MAJOR = 7
 
 
 class PostgresConfig(Group):
-    image: Annotated[PinnedImage, major_at_least(POSTGRES_MIN_MAJOR, "postgres:16.6", "Postgres")] = Field(
+    image: Annotated[PinnedImage, major_at_least(POSTGRES_MIN_MAJOR, "postgres:16.6", "Postgres", "Prefect needs 14.9+")] = Field(
         "postgres:16.6", description="Postgres image; tag starts with the major version (>= 14)."
     )
     user: str = Field("prefect", description="Postgres role Prefect connects as.")

@@ -64,15 +64,16 @@ def _cpus(value: str) -> str:
     return value
 
 
-def major_at_least(minimum: int, example: str, product: str) -> AfterValidator:
+def major_at_least(minimum: int, example: str, product: str, why: str = "") -> AfterValidator:
     """An image whose tag starts with a major version of at least ``minimum``."""
+    because = f" ({why})" if why else ""
 
     def check(image: str) -> str:
         major = leading_major(image)
         if major is None:
             raise ValueError(f"tag must start with the {product} major version (e.g. {example}), got {image!r}")
         if major < minimum:
-            raise ValueError(f"{product} major must be >= {minimum}, got {major} in {image!r}")
+            raise ValueError(f"{product} major must be >= {minimum}{because}, got {major} in {image!r}")
         return image
 
     return AfterValidator(check)
@@ -89,4 +90,10 @@ Port = Annotated[int, AfterValidator(_port)]
 HostPort = Annotated[int, AfterValidator(_host_port)]
 Size = Annotated[str, BeforeValidator(lambda v: v.lower() if isinstance(v, str) else v), AfterValidator(_size)]
 DockerName = Annotated[str, AfterValidator(_docker_name)]
-Cpus = Annotated[str, AfterValidator(_cpus)]
+# `pulumi config set --path api.cpuLimit 0.5` stores a number, and the engine
+# passes a numeric-looking default inside a group object as one too.
+Cpus = Annotated[
+    str,
+    BeforeValidator(lambda v: format(v, "g") if isinstance(v, (int, float)) and not isinstance(v, bool) else v),
+    AfterValidator(_cpus),
+]
