@@ -9,7 +9,7 @@ import pulumi_docker as docker
 
 from . import docker_common as dc
 from .component import StackComponent
-from .config import ApiConfig, PrefectConfig
+from .config import API_PATH, ApiConfig, PrefectConfig
 from .prefect_settings import SCRATCH_DIR, Endpoints, api_env
 
 COMPONENT = "api"
@@ -18,8 +18,8 @@ API_PORT = 4200
 # with all of them, which is how workers (and nginx) reach the API.
 SERVICE_ALIAS = "prefect-api"
 ADDRESS = f"{SERVICE_ALIAS}:{API_PORT}"
-INTERNAL_API_URL = f"http://{ADDRESS}/api"
-HEALTH_PATH = "/api/health"
+INTERNAL_API_URL = f"http://{ADDRESS}{API_PATH}"
+HEALTH_PATH = f"{API_PATH}/health"
 # The official image has Python but no curl.
 HEALTH_TEST = [
     "CMD",

@@ -13,6 +13,8 @@ from pydantic import Field, SecretStr, field_validator, model_validator
 from .base import Group, cpu_limit, memory_limit
 from .types import Cpus, PinnedImage, Port, HostPort, Size
 
+# Where Prefect serves its API, under any base URL.
+API_PATH = "/api"
 TLS_MODES = (TLS_OFF, TLS_GENERATED, TLS_PROVIDED) = ("off", "generated", "provided")
 AUTH_MODES = (AUTH_NONE, AUTH_PREFECT, AUTH_NGINX) = ("none", "prefect", "nginx")
 _PEM_RE = re.compile(r"-----BEGIN ([A-Z0-9 ]+)-----[A-Za-z0-9+/=\s]+-----END \1-----")
@@ -85,7 +87,7 @@ class ProxyConfig(Group):
     @property
     def api_url(self) -> str:
         """What browsers and clients call: the UI is told this URL."""
-        return f"{self.public_url}/api"
+        return f"{self.public_url}{API_PATH}"
 
     @property
     def ui_url(self) -> str:
