@@ -9,7 +9,7 @@ import pulumi_docker as docker
 
 from . import docker_common as dc
 from .component import StackComponent
-from .config import API_PATH, ApiConfig, PrefectConfig
+from .config import API_HEALTH_PATH, API_PATH, ApiConfig, PrefectConfig
 from .prefect_settings import SCRATCH_DIR, Endpoints, api_env
 
 COMPONENT = "api"
@@ -19,7 +19,7 @@ API_PORT = 4200
 SERVICE_ALIAS = "prefect-api"
 ADDRESS = f"{SERVICE_ALIAS}:{API_PORT}"
 INTERNAL_API_URL = f"http://{ADDRESS}{API_PATH}"
-HEALTH_PATH = f"{API_PATH}/health"
+HEALTH_PATH = API_HEALTH_PATH
 # The official image has Python but no curl.
 HEALTH_TEST = [
     "CMD",

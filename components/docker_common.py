@@ -12,6 +12,7 @@ from .config import Group, LoggingConfig, size_in_mb
 
 LABEL_PREFIX = "prefect-ha"
 STACK_LABEL = f"{LABEL_PREFIX}.stack"
+COMPONENT_LABEL = f"{LABEL_PREFIX}.component"
 
 
 @dataclass(frozen=True)
@@ -72,11 +73,8 @@ def healthcheck(
 
 def labels(stack: str, component: str, **extra: pulumi.Input[str]) -> list[docker.ContainerLabelArgs]:
     """Labels that say which stack and component a container belongs to."""
-    values = {"stack": stack, "component": component, **extra}
-    return [
-        docker.ContainerLabelArgs(label=f"{LABEL_PREFIX}.{key}", value=value)
-        for key, value in values.items()
-    ]
+    values = {STACK_LABEL: stack, COMPONENT_LABEL: component, **{f"{LABEL_PREFIX}.{k}": v for k, v in extra.items()}}
+    return [docker.ContainerLabelArgs(label=key, value=value) for key, value in values.items()]
 
 
 def gated_labels(

@@ -1,5 +1,7 @@
 """Docker image references: what is pinned, and the version a tag starts with.
 
+(components/policy_facts.py copies everything after this docstring.)
+
 The one parser of image references: the config validates with it, and the
 policy pack gets a generated copy (components/policy_facts.py), so both judge
 an image the same way. Plain Python, no imports from the program.
@@ -18,11 +20,14 @@ _DIGEST = re.compile(r"@sha256:[0-9a-f]{64}$")
 
 
 def image_tag(image: str) -> str | None:
-    """The tag of an image reference, or None. The tag is after the last ':' of
-    the last path component, so a registry port (``host:5000/img``) is no tag."""
-    reference = image.split("@", 1)[0]
-    last = reference.rsplit("/", 1)[-1]
-    return last.split(":", 1)[1] if ":" in last else None
+    """The tag of an image reference, or None. The tag follows the last ':' and
+    holds no '/' or ':', so a registry port (``host:5000/img``) is no tag and
+    ``nginx:1:latest`` is tagged latest."""
+    found = _REFERENCE.match(image)
+    if found:
+        return found.group("tag")
+    last = image.split("@", 1)[0].rsplit("/", 1)[-1]
+    return last.rsplit(":", 1)[1] if ":" in last else None
 
 
 def reference_problem(image: str) -> str | None:

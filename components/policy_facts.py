@@ -13,12 +13,14 @@ from __future__ import annotations
 import inspect
 
 from . import api, images, migration, postgres, proxy, redis, services
-from .config import AUTH_MODES, AUTH_NONE, AUTH_PREFECT, TLS_MODES, TLS_OFF
+from .config import AUTH_MODES, AUTH_NGINX, AUTH_NONE, AUTH_PREFECT, TLS_MODES, TLS_OFF
+from . import docker_common as dc
 from .docker_common import LABEL_PREFIX
 from .prefect_settings import SERVER_AUTH_STRING
 
 FACTS = {
     "LABEL_PREFIX": (LABEL_PREFIX, "prefix of every label the program sets"),
+    "COMPONENT_LABEL": (dc.COMPONENT_LABEL, "label naming a container's component"),
     "API_COMPONENT": (api.COMPONENT, "component label of the API replicas"),
     "SERVICES_COMPONENT": (services.COMPONENT, "component label of the background services"),
     "MIGRATION_COMPONENT": (migration.COMPONENT, "component label of the migration job"),
@@ -35,6 +37,7 @@ FACTS = {
     "AUTH_MODES": (AUTH_MODES, "the auth modes nginx may declare"),
     "AUTH_NONE": (AUTH_NONE, "the auth mode that checks nothing"),
     "AUTH_PREFECT": (AUTH_PREFECT, "the auth mode where the Prefect server checks"),
+    "AUTH_NGINX": (AUTH_NGINX, "the auth mode where nginx checks"),
     "TLS_INTERNAL_PORT": (proxy.HTTPS_PORT, "nginx's HTTPS listener inside its container"),
     "SERVER_AUTH_STRING": (SERVER_AUTH_STRING, "the API server's basic-auth setting"),
 }

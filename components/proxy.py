@@ -21,7 +21,7 @@ import pulumi_docker as docker
 
 from . import docker_common as dc
 from .api import API_PORT
-from .config import TLS_OFF, ProxyConfig
+from .config import API_PATH, AUTH_NGINX, TLS_OFF, ProxyConfig
 from .tls import EdgeTls
 from .component import StackComponent
 
@@ -115,6 +115,7 @@ def render_nginx_conf(
         stack=stack,
         upstream_hosts=list(upstream_hosts),
         api_port=API_PORT,
+        api_path=API_PATH,
         http_port=HTTP_PORT,
         https_port=HTTPS_PORT,
         runtime_dir=runtime_dir,
@@ -187,6 +188,9 @@ class Proxy(StackComponent):
         basic-auth file when nginx checks credentials; ``auth_mode`` is declared
         in a label for the policy pack."""
         super().__init__(name, opts)
+        # The auth label is what the policy pack trusts: it must say what is wired.
+        if (auth_mode == AUTH_NGINX) != (htpasswd is not None):
+            raise ValueError(f"auth mode {auth_mode!r} and the htpasswd handed to Proxy disagree")
         self.nginx_conf = render_nginx_conf(
             proxy, place.stack, upstream_hosts, tls=tls is not None, basic_auth=htpasswd is not None
         )

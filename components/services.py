@@ -9,10 +9,10 @@ import pulumi_docker as docker
 
 from . import docker_common as dc
 from .config import PrefectConfig, ServicesConfig
+from .component import StackComponent
 from .prefect_settings import SCRATCH_DIR, Endpoints, services_env
 
 COMPONENT = "services"
-from .component import StackComponent
 
 
 class BackgroundServices(StackComponent):

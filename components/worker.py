@@ -19,6 +19,8 @@ from .config import WorkerConfig
 from .prefect_settings import SCRATCH_DIR, WORKER_HEALTH_PORT, with_client_auth, worker_env
 from .component import StackComponent
 
+COMPONENT = "worker"
+POOL_SETUP_COMPONENT = "work-pool"
 ENSURE_POOL_SOURCE = Path(__file__).parent / "scripts" / "ensure_work_pool.py"
 ENSURE_POOL_PATH = "/opt/prefect-ha/ensure_work_pool.py"
 POOL_SPEC_ENV = "WORK_POOL_SPEC"
@@ -110,7 +112,7 @@ class DockerWorkers(StackComponent):
             # Not read-only: Docker refuses uploads into a read-only container.
             **dc.hardening(read_only=False),
             **dc.limits(worker),
-            labels=dc.labels(place.stack, "work-pool"),
+            labels=dc.labels(place.stack, POOL_SETUP_COMPONENT),
             **place.log_args(),
             opts=dc.container_opts(self, depends_on=depends_on),
         )
@@ -142,7 +144,7 @@ class DockerWorkers(StackComponent):
                     # pip installs EXTRA_PIP_PACKAGES into the image's site-packages at start.
                     **dc.hardening(read_only=not worker.extra_pip_packages, tmpfs=[SCRATCH_DIR]),
                     labels=dc.labels(
-                        place.stack, "worker", replica=str(index), pool=worker.pool,
+                        place.stack, COMPONENT, replica=str(index), pool=worker.pool,
                         **{"work-pool-exit-code": pool_ready.apply(str)},
                     ),
                     **place.log_args(),

@@ -9,6 +9,8 @@ from __future__ import annotations
 
 # prefix of every label the program sets
 LABEL_PREFIX = 'prefect-ha'
+# label naming a container's component
+COMPONENT_LABEL = 'prefect-ha.component'
 # component label of the API replicas
 API_COMPONENT = 'api'
 # component label of the background services
@@ -41,6 +43,8 @@ AUTH_MODES = ('none', 'prefect', 'nginx')
 AUTH_NONE = 'none'
 # the auth mode where the Prefect server checks
 AUTH_PREFECT = 'prefect'
+# the auth mode where nginx checks
+AUTH_NGINX = 'nginx'
 # nginx's HTTPS listener inside its container
 TLS_INTERNAL_PORT = 8443
 # the API server's basic-auth setting
@@ -59,11 +63,14 @@ _DIGEST = re.compile(r"@sha256:[0-9a-f]{64}$")
 
 
 def image_tag(image: str) -> str | None:
-    """The tag of an image reference, or None. The tag is after the last ':' of
-    the last path component, so a registry port (``host:5000/img``) is no tag."""
-    reference = image.split("@", 1)[0]
-    last = reference.rsplit("/", 1)[-1]
-    return last.split(":", 1)[1] if ":" in last else None
+    """The tag of an image reference, or None. The tag follows the last ':' and
+    holds no '/' or ':', so a registry port (``host:5000/img``) is no tag and
+    ``nginx:1:latest`` is tagged latest."""
+    found = _REFERENCE.match(image)
+    if found:
+        return found.group("tag")
+    last = image.split("@", 1)[0].rsplit("/", 1)[-1]
+    return last.rsplit(":", 1)[1] if ":" in last else None
 
 
 def reference_problem(image: str) -> str | None:

@@ -8,11 +8,10 @@ from typing import Any, Iterable, Iterator
 from pulumi_policy import PolicyResource, Secret
 from pulumi_policy.proxy import UnknownValueError
 
-from program_facts import LABEL_PREFIX
+from program_facts import COMPONENT_LABEL
 
 CONTAINER = "docker:index/container:Container"
 VOLUME = "docker:index/volume:Volume"
-COMPONENT_LABEL = f"{LABEL_PREFIX}.component"
 
 # Values that are unknown during preview arrive as these sentinels; the
 # pulumi_policy proxies raise UnknownValueError when one is read.

@@ -10,6 +10,7 @@ from program_facts import (
     API_COMPONENT,
     AUTH_LABEL,
     AUTH_MODES,
+    AUTH_NGINX,
     AUTH_NONE,
     AUTH_PREFECT,
     DATA_VOLUME_LABEL,
@@ -149,9 +150,9 @@ def prod_tls_and_auth(args: StackValidationArgs, report_violation: ReportViolati
                 f"{who} declares {TLS_LABEL}={tls!r}, not one of {', '.join(TLS_MODES)}.", proxy.urn)
         elif tls == TLS_OFF:
             report_violation(
-                f"{who} in prod stack {stack!r} serves plain HTTP ({TLS_LABEL}=off); "
+                f"{who} in prod stack {stack!r} serves plain HTTP ({TLS_LABEL}={TLS_OFF}); "
                 f"set tls.enabled true and an https proxy.publicUrl.", proxy.urn)
-        elif tls != TLS_OFF and _publishes_internal(proxy.props, TLS_INTERNAL_PORT) is False:
+        elif tls in TLS_MODES and _publishes_internal(proxy.props, TLS_INTERNAL_PORT) is False:
             report_violation(
                 f"{who} declares {TLS_LABEL}={tls} but publishes no port to its HTTPS "
                 f"listener ({TLS_INTERNAL_PORT}).", proxy.urn)
@@ -159,20 +160,20 @@ def prod_tls_and_auth(args: StackValidationArgs, report_violation: ReportViolati
         if auth is MISSING or auth is None:
             report_violation(
                 f"{who} in prod stack {stack!r} does not declare authentication (label {AUTH_LABEL}); "
-                f"set auth.mode to prefect or nginx.", proxy.urn)
+                f"set auth.mode to {AUTH_PREFECT} or {AUTH_NGINX}.", proxy.urn)
         elif auth is not UNKNOWN and auth not in AUTH_MODES:
             report_violation(
                 f"{who} declares {AUTH_LABEL}={auth!r}, not one of {', '.join(AUTH_MODES)}.", proxy.urn)
         elif auth == AUTH_NONE:
             report_violation(
                 f"{who} in prod stack {stack!r} lets anyone reach the API ({AUTH_LABEL}=none); "
-                f"set auth.mode to prefect or nginx.", proxy.urn)
+                f"set auth.mode to {AUTH_PREFECT} or {AUTH_NGINX}.", proxy.urn)
         elif auth == AUTH_PREFECT:
             for replica in api:
                 if _has_env(replica.props, SERVER_AUTH_STRING) is False:
                     report_violation(
                         f"{describe(replica.name, replica.props)} has no {SERVER_AUTH_STRING} although "
-                        f"{who} declares {AUTH_LABEL}=prefect: that replica answers without credentials.",
+                        f"{who} declares {AUTH_LABEL}={AUTH_PREFECT}: that replica answers without credentials.",
                         replica.urn)
 
 
@@ -195,7 +196,7 @@ def replicas_wait_for_migration(args: StackValidationArgs, report_violation: Rep
             if _dependency_urns(replica) & migrations:
                 continue
             why = ("the stack has no migration container (label "
-                   f"{COMPONENT_LABEL}=migration)") if not migrations else "it does not depend on the migration container"
+                   f"{COMPONENT_LABEL}={MIGRATION_COMPONENT})") if not migrations else "it does not depend on the migration container"
             report_violation(
                 f"{describe(replica.name, replica.props)} ({component}) can start before the database "
                 f"is migrated: {why}; give it depends_on the migration container or consume its exit code.",

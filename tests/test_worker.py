@@ -117,12 +117,12 @@ def test_worker_off_means_no_worker_resources():
 
 
 @pytest.mark.parametrize("raw, expected", [
-    ({"worker.dockerClientTimeout": "0"}, "worker.dockerClientTimeout must be >= 1, got 0"),
+    ({"worker.dockerClientTimeout": "0"}, "worker.dockerClientTimeout must be a positive number of seconds, got 0"),
     ({"worker.dockerClientTimeout": "1.5"}, "worker.dockerClientTimeout"),
     ({"worker.dockerHost": "/var/run/docker.sock"}, "worker.dockerHost must be unix:///path/to/docker.sock"),
     ({"worker.jobImagePullPolicy": "never"}, "worker.jobImagePullPolicy must be one of IfNotPresent, Always, Never"),
     ({"worker.pool": "my pool"}, "worker.pool must be letters"),
-    ({"worker.replicas": "0"}, "worker.replicas must be >= 1, got 0"),
+    ({"worker.replicas": "0"}, "worker.replicas must be 1-10, got 0"),
     ({"worker.image": "prefecthq/prefect"}, "worker.image must be pinned"),
     ({"worker.apiUrl": "http://prefect-api:4200"}, "worker.apiUrl must be an http(s) URL ending in /api"),
 ])

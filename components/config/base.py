@@ -22,8 +22,10 @@ def memory_limit(default: str, workload: str):
     )
 
 
+# No CPU cap by default: the provider cannot change one in place, so adding a
+# cap to running containers would replace them all at once.
 def cpu_limit(default: str, workload: str):
     return Field(
         default,
-        description=f"CPU cap of {workload} (Docker --cpus, e.g. 0.5); empty means none. A change replaces the container.",
+        description=f"CPU cap of {workload} (Docker --cpus, e.g. 0.5); empty means none. Setting or changing it replaces the container.",
     )

@@ -3,13 +3,13 @@
 from __future__ import annotations
 
 import re
+from typing import Annotated
 
 from pydantic import Field, field_validator
-from typing_extensions import Annotated
 
 from ..images import leading_major
 from .base import Group, cpu_limit, memory_limit
-from .types import Cpus, HostPort, PinnedImage, Size, major_at_least
+from .types import Cpus, HostPort, MemorySize, PinnedImage, major_at_least
 
 POSTGRES_MIN_MAJOR = 14
 REDIS_MIN_MAJOR = 7
@@ -26,7 +26,7 @@ class PostgresConfig(Group):
         0, description="Postgres max_connections; 0 sizes it from the replica counts (at least 100)."
     )
     retain_volume: bool = Field(True, description="Keep the data volume when the stack is destroyed.")
-    memory_limit: Size = memory_limit("1g", "Postgres")
+    memory_limit: MemorySize = memory_limit("1g", "Postgres")
     cpu_limit: Cpus = cpu_limit("", "Postgres")
 
     @field_validator("user", "database")
@@ -55,5 +55,5 @@ class RedisConfig(Group):
         "redis:7.4.1", description="Redis image; tag starts with the major version (>= 7)."
     )
     host_port: HostPort = Field(0, description="Host port to publish Redis on; 0 keeps it private to the network.")
-    memory_limit: Size = memory_limit("512m", "Redis")
-    cpu_limit: Cpus = cpu_limit("1", "Redis")
+    memory_limit: MemorySize = memory_limit("512m", "Redis")
+    cpu_limit: Cpus = cpu_limit("", "Redis")

@@ -5,16 +5,17 @@ from __future__ import annotations
 import ipaddress
 import json
 import re
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 from urllib.parse import urlsplit
 
 from pydantic import Field, SecretStr, field_validator, model_validator
 
 from .base import Group, cpu_limit, memory_limit
-from .types import Cpus, PinnedImage, Port, HostPort, Size
+from .types import Cpus, HostPort, MemorySize, NginxSize, PinnedImage, Port, checked, one_of
 
 # Where Prefect serves its API, under any base URL.
 API_PATH = "/api"
+API_HEALTH_PATH = f"{API_PATH}/health"
 TLS_MODES = (TLS_OFF, TLS_GENERATED, TLS_PROVIDED) = ("off", "generated", "provided")
 AUTH_MODES = (AUTH_NONE, AUTH_PREFECT, AUTH_NGINX) = ("none", "prefect", "nginx")
 _PEM_RE = re.compile(r"-----BEGIN ([A-Z0-9 ]+)-----[A-Za-z0-9+/=\s]+-----END \1-----")
@@ -27,19 +28,19 @@ class ProxyConfig(Group):
         "http://localhost:4200",
         description="URL users and browsers reach nginx at; the UI is told to call <publicUrl>/api.",
     )
-    client_max_body_size: Size = Field("10m", description="Largest request body nginx accepts (events are up to 1.5 MB).")
+    client_max_body_size: NginxSize = Field("10m", description="Largest request body nginx accepts (events are up to 1.5 MB).")
     allow_cidrs: tuple[str, ...] = Field(
         (),
         description="Client networks (CIDRs) nginx serves; everyone else gets 403. Empty means open to all.",
     )
-    rate_limit: int = Field(
-        0, ge=0, description="Requests per second per client address to /api (nginx limit_req); 0 turns limiting off."
+    rate_limit: Annotated[int, checked(lambda v: v >= 0, "must be >= 0 requests per second (0 turns limiting off), got {}")] = Field(
+        0, description="Requests per second per client address to /api (nginx limit_req); 0 turns limiting off."
     )
     rate_limit_burst: int = Field(
         20, ge=0, description="Requests per client address allowed above the rate at once; beyond that nginx answers 429."
     )
-    memory_limit: Size = memory_limit("256m", "nginx")
-    cpu_limit: Cpus = cpu_limit("1", "nginx")
+    memory_limit: MemorySize = memory_limit("256m", "nginx")
+    cpu_limit: Cpus = cpu_limit("", "nginx")
 
     @field_validator("allow_cidrs", mode="before")
     @classmethod
@@ -95,7 +96,7 @@ class ProxyConfig(Group):
 
     @property
     def health_url(self) -> str:
-        return f"{self.api_url}/health"
+        return f"{self.public_url}{API_HEALTH_PATH}"
 
 
 class TlsConfig(Group):
@@ -150,7 +151,7 @@ class TlsConfig(Group):
 
 
 class AuthConfig(Group):
-    mode: Literal[AUTH_MODES] = Field(  # type: ignore[valid-type]
+    mode: Annotated[Literal[AUTH_MODES], one_of(AUTH_MODES, lambda v: v.strip().lower())] = Field(  # type: ignore[valid-type]
         "none",
         description="Who checks credentials: none, prefect (the Prefect server's own basic auth) or nginx (basic auth at the proxy); never both.",
     )
@@ -158,17 +159,15 @@ class AuthConfig(Group):
 
     @field_validator("mode", mode="before")
     @classmethod
-    def _mode(cls, value: Any) -> Any:
-        if not isinstance(value, str):
-            return value
-        normalized = value.strip().lower()
-        words = {w for w in re.split(r"[,+ ]+", normalized) if w}
-        if normalized not in AUTH_MODES and {"prefect", "nginx"} <= words:
+    def _not_both(cls, value: Any) -> Any:
+        # Runs before the type's own check, which would only say "one of".
+        words = {w for w in re.split(r"[,+ ]+", value.strip().lower()) if w} if isinstance(value, str) else set()
+        if {AUTH_PREFECT, AUTH_NGINX} <= words:
             raise ValueError(
                 f"must be one of {', '.join(AUTH_MODES)}, got {value!r}: prefect and nginx auth cannot "
                 "be combined, both use the Authorization header"
             )
-        return normalized
+        return value
 
     @field_validator("username")
     @classmethod

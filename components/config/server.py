@@ -4,19 +4,19 @@ services, the migration job and the Docker workers."""
 from __future__ import annotations
 
 import re
-from typing import Literal
+from typing import Annotated, Literal
 from urllib.parse import urlsplit
 
-from pydantic import BeforeValidator, Field, field_validator
-from typing_extensions import Annotated
+from pydantic import Field, field_validator
 
 from .base import Group, cpu_limit, memory_limit
-from .types import Cpus, DockerName, OptionalPinnedImage, PinnedImage, Size
+from .edge import API_PATH
+from .types import Cpus, DockerNetwork, MemorySize, OptionalPinnedImage, PinnedImage, checked, one_of
 
-LogLevel = Annotated[
-    Literal["DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"],
-    BeforeValidator(lambda v: v.upper() if isinstance(v, str) else v),
-]
+LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")
+LogLevel = Annotated[Literal[LOG_LEVELS], one_of(LOG_LEVELS, str.upper)]  # type: ignore[valid-type]
+Seconds = Annotated[int, checked(lambda v: v >= 1, "must be >= 1 second, got {}")]
+NoLimit = Annotated[int, checked(lambda v: v >= 0, "must be >= 0 (0 means no limit), got {}")]
 
 
 class PrefectConfig(Group):
@@ -37,8 +37,8 @@ class ApiConfig(Group):
         False,
         description="Prefect's CSRF protection on the API (the UI and Prefect clients fetch tokens themselves).",
     )
-    memory_limit: Size = memory_limit("1g", "each API replica")
-    cpu_limit: Cpus = cpu_limit("1", "each API replica")
+    memory_limit: MemorySize = memory_limit("1g", "each API replica")
+    cpu_limit: Cpus = cpu_limit("", "each API replica")
 
     @field_validator("keepalive_timeout")
     @classmethod
@@ -53,16 +53,16 @@ class ServicesConfig(Group):
         1, ge=1, le=5,
         description="Number of background-services containers (schedulers, triggers); more than one needs Prefect >= 3.6.6.",
     )
-    memory_limit: Size = memory_limit("1g", "each background-services container")
-    cpu_limit: Cpus = cpu_limit("1", "each background-services container")
+    memory_limit: MemorySize = memory_limit("1g", "each background-services container")
+    cpu_limit: Cpus = cpu_limit("", "each background-services container")
 
 
 class MigrationConfig(Group):
-    database_timeout: int = Field(
-        600, ge=1,
+    database_timeout: Seconds = Field(
+        600,
         description="Seconds a migration statement may take (Prefect's database timeout, migration job only); large tables need minutes.",
     )
-    memory_limit: Size = memory_limit("1g", "the migration job")
+    memory_limit: MemorySize = memory_limit("1g", "the migration job")
     cpu_limit: Cpus = cpu_limit("", "the migration job")
 
 
@@ -72,7 +72,9 @@ _POOL_RE = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,99}")
 class WorkerConfig(Group):
     enabled: bool = Field(False, description="Run Prefect Docker workers next to the server.")
     pool: str = Field("docker-pool", description="Work pool the workers serve; created (type docker) when missing.")
-    replicas: int = Field(1, ge=1, le=10, description="Number of worker containers.")
+    replicas: Annotated[int, checked(lambda v: 1 <= v <= 10, "must be 1-10, got {}")] = Field(
+        1, description="Number of worker containers."
+    )
     image: OptionalPinnedImage = Field(
         "",
         description="Worker image; empty uses prefect.image. It needs prefect-docker, baked in or via worker.extraPipPackages.",
@@ -81,28 +83,28 @@ class WorkerConfig(Group):
         "prefect-docker==0.7.4",
         description="EXTRA_PIP_PACKAGES the image installs at start (needs PyPI then); empty when the image already has prefect-docker.",
     )
-    docker_client_timeout: int = Field(
-        120, ge=1, description="DOCKER_CLIENT_TIMEOUT: seconds the worker's Docker client waits for the engine."
+    docker_client_timeout: Annotated[int, checked(lambda v: v >= 1, "must be a positive number of seconds, got {}")] = Field(
+        120, description="DOCKER_CLIENT_TIMEOUT: seconds the worker's Docker client waits for the engine."
     )
     docker_host: str = Field(
         "unix:///var/run/docker.sock",
         description="Docker engine the workers start flow-run containers on; a unix socket is mounted read-only.",
     )
-    limit: int = Field(0, ge=0, description="Most flow runs one worker runs at once; 0 means no limit.")
-    pool_concurrency_limit: int = Field(0, ge=0, description="Most flow runs the whole pool runs at once; 0 means no limit.")
+    limit: NoLimit = Field(0, description="Most flow runs one worker runs at once; 0 means no limit.")
+    pool_concurrency_limit: NoLimit = Field(0, description="Most flow runs the whole pool runs at once; 0 means no limit.")
     api_url: str = Field(
         "",
         description="API URL the workers and their flow runs call; empty uses the API replicas' shared alias on the edge network.",
     )
-    job_network: DockerName = Field(
+    job_network: DockerNetwork = Field(
         "", description="Docker network flow-run containers join; empty uses the stack's edge network."
     )
     job_image_pull_policy: Literal["IfNotPresent", "Always", "Never"] = Field(
         "IfNotPresent", description="Default image pull policy of flow-run containers: IfNotPresent, Always or Never."
     )
     job_auto_remove: bool = Field(True, description="Remove flow-run containers when they finish.")
-    memory_limit: Size = memory_limit("1g", "each worker")
-    cpu_limit: Cpus = cpu_limit("1", "each worker")
+    memory_limit: MemorySize = memory_limit("1g", "each worker")
+    cpu_limit: Cpus = cpu_limit("", "each worker")
 
     @field_validator("pool")
     @classmethod
@@ -127,8 +129,8 @@ class WorkerConfig(Group):
         if not value:
             return value
         parts = urlsplit(value)
-        if parts.scheme not in ("http", "https") or not parts.hostname or not parts.path.rstrip("/").endswith("/api"):
-            raise ValueError(f"must be an http(s) URL ending in /api, got {value!r}")
+        if parts.scheme not in ("http", "https") or not parts.hostname or not parts.path.rstrip("/").endswith(API_PATH):
+            raise ValueError(f"must be an http(s) URL ending in {API_PATH}, got {value!r}")
         return value.rstrip("/")
 
     @property

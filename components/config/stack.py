@@ -4,6 +4,7 @@ answers several components need (names, connection budget)."""
 from __future__ import annotations
 
 import re
+from typing import Annotated
 
 from pydantic import Field, field_validator, model_validator
 
@@ -11,7 +12,7 @@ from .base import PROJECT, Group
 from .data_stores import PostgresConfig, RedisConfig
 from .edge import AuthConfig, ProxyConfig, TlsConfig
 from .server import ApiConfig, MigrationConfig, PrefectConfig, ServicesConfig, WorkerConfig
-from .types import DockerName, Size
+from .types import DockerName, Size, checked
 
 # Each Prefect process may hold a pool of 5 plus an overflow of 10 connections.
 CONNECTIONS_PER_PREFECT_PROCESS = 15
@@ -33,7 +34,7 @@ class StackConfig(Group):
         "", description="Prefix of container, network and volume names; empty means prefect-ha-<stack>."
     )
     timezone: str = Field("UTC", description="TZ of every container.")
-    wait_timeout: int = Field(300, ge=10, description="Seconds pulumi waits for a container to become healthy.")
+    wait_timeout: Annotated[int, checked(lambda v: v >= 10, "must be >= 10 seconds, got {}")] = Field(300, description="Seconds pulumi waits for a container to become healthy.")
     prefect: PrefectConfig = PrefectConfig()
     api: ApiConfig = ApiConfig()
     services: ServicesConfig = ServicesConfig()

@@ -6,8 +6,9 @@ allowed and what was given.
 
 from __future__ import annotations
 
+import math
 import re
-from typing import Annotated
+from typing import Annotated, Any, Callable
 
 from pydantic import AfterValidator, BeforeValidator
 
@@ -46,16 +47,53 @@ def _host_port(value: int) -> int:
     return value
 
 
-def _size(value: str) -> str:
-    if not _SIZE_RE.match(value):
-        raise ValueError(f"must be a size such as 10m, got {value!r}")
+def _size(what: str) -> Callable[[str], str]:
+    def check(value: str) -> str:
+        if not _SIZE_RE.match(value):
+            raise ValueError(f"must be {what} such as 10m, got {value!r}")
+        return value
+
+    return check
+
+
+def _memory(value: str) -> str:
+    if size_in_mb(value) < DOCKER_MIN_MEMORY_MB:
+        raise ValueError(f"must be at least {DOCKER_MIN_MEMORY_MB}m (Docker's smallest memory cap), got {value!r}")
     return value
 
 
-def _docker_name(value: str) -> str:
-    if value and not _NAME_RE.match(value):
-        raise ValueError(f"must be lower-case letters, digits, '.', '_' or '-', got {value!r}")
-    return value
+def _docker_name(what: str) -> Callable[[str], str]:
+    def check(value: str) -> str:
+        if value and not _NAME_RE.match(value):
+            raise ValueError(f"must be {what}, got {value!r}")
+        return value
+
+    return check
+
+
+def checked(allowed: Callable[[Any], bool], message: str) -> AfterValidator:
+    """A constraint with its own wording; ``message`` takes the value as ``{}``."""
+
+    def check(value: Any) -> Any:
+        if not allowed(value):
+            raise ValueError(message.format(value))
+        return value
+
+    return AfterValidator(check)
+
+
+def one_of(allowed: tuple[str, ...], normalize: Callable[[str], str] = str) -> BeforeValidator:
+    """Text normalised (e.g. upper-cased) then checked against ``allowed``; the
+    message shows what was given, not the normalised form."""
+
+    def check(value: Any) -> Any:
+        if not isinstance(value, str):
+            return value
+        if normalize(value) not in allowed:
+            raise ValueError(f"must be one of {', '.join(allowed)}, got {value!r}")
+        return normalize(value)
+
+    return BeforeValidator(check)
 
 
 def _cpus(value: str) -> str:
@@ -66,34 +104,41 @@ def _cpus(value: str) -> str:
 
 def major_at_least(minimum: int, example: str, product: str, why: str = "") -> AfterValidator:
     """An image whose tag starts with a major version of at least ``minimum``."""
-    because = f" ({why})" if why else ""
+    wanted = f"{product} >= {minimum}" + (f" ({why})" if why else "")
 
     def check(image: str) -> str:
         major = leading_major(image)
         if major is None:
-            raise ValueError(f"tag must start with the {product} major version (e.g. {example}), got {image!r}")
+            raise ValueError(f"must be {wanted} with the major version leading the tag (e.g. {example}), got {image!r}")
         if major < minimum:
-            raise ValueError(f"{product} major must be >= {minimum}{because}, got {major} in {image!r}")
+            raise ValueError(f"must be {wanted}, got {major} in {image!r}")
         return image
 
     return AfterValidator(check)
 
 
 def size_in_mb(size: str) -> int:
-    """A size such as 512m or 2g in whole MB, as the Docker provider takes memory."""
-    return max(1, int(int(size[:-1]) * _MB[size[-1]]))
+    """A size such as 512m or 2g in whole MB (rounded up), as the Docker provider takes memory."""
+    return math.ceil(int(size[:-1]) * _MB[size[-1]])
+
+
+DOCKER_MIN_MEMORY_MB = 6
 
 
 PinnedImage = Annotated[str, AfterValidator(_pinned)]
 OptionalPinnedImage = Annotated[str, AfterValidator(_optional_pinned)]
 Port = Annotated[int, AfterValidator(_port)]
 HostPort = Annotated[int, AfterValidator(_host_port)]
-Size = Annotated[str, BeforeValidator(lambda v: v.lower() if isinstance(v, str) else v), AfterValidator(_size)]
-DockerName = Annotated[str, AfterValidator(_docker_name)]
+_lower = BeforeValidator(lambda v: v.lower() if isinstance(v, str) else v)
+Size = Annotated[str, _lower, AfterValidator(_size("a size"))]
+NginxSize = Annotated[str, _lower, AfterValidator(_size("an nginx size"))]
+MemorySize = Annotated[str, _lower, AfterValidator(_size("a size")), AfterValidator(_memory)]
+DockerName = Annotated[str, AfterValidator(_docker_name("lower-case letters, digits, '.', '_' or '-'"))]
+DockerNetwork = Annotated[str, AfterValidator(_docker_name("a Docker network name"))]
 # `pulumi config set --path api.cpuLimit 0.5` stores a number, and the engine
 # passes a numeric-looking default inside a group object as one too.
 Cpus = Annotated[
     str,
-    BeforeValidator(lambda v: format(v, "g") if isinstance(v, (int, float)) and not isinstance(v, bool) else v),
+    BeforeValidator(lambda v: str(v) if isinstance(v, (int, float)) and not isinstance(v, bool) else v),
     AfterValidator(_cpus),
 ]
