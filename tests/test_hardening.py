@@ -4,14 +4,11 @@ import pytest
 
 from components.prefect_settings import CLIENT_AUTH_STRING, SERVER_AUTH_STRING
 from harness import StackMocks, run_program
+from support import env_of
 
 PASSWORD = StackMocks().password  # every generated password under plain mocks
 # Workers that pip-install prefect-docker at start cannot be (tests/test_worker.py).
 READ_ONLY = ("-api-1", "-services-1", "-nginx")
-
-
-def env_of(reg) -> dict[str, str]:
-    return dict(e.split("=", 1) for e in reg.inputs.get("envs", []))
 
 
 def test_every_container_is_hardened(stack_run):

@@ -5,6 +5,7 @@ import pytest
 
 from components.migration import MigrationFailed, check_exit_code
 from harness import StackMocks, run_program
+from support import env_of
 
 
 @pytest.mark.parametrize("stack", ["dev", "prod"])
@@ -44,11 +45,11 @@ def test_migration_registers_blocks_once_and_replicas_do_not(stack_run):
     upload = migrate.inputs["uploads"][0]
     assert "run_block_auto_registration" in upload["content"]
     assert migrate.inputs["command"][-1].index("database upgrade") < migrate.inputs["command"][-1].index("register_blocks")
-    env = dict(e.split("=", 1) for e in migrate.inputs["envs"])
+    env = env_of(migrate)
     assert env["PREFECT_SERVER_DATABASE_TIMEOUT"] == "600"
     for name, r in c.items():
         if "-api-" in name or "-services-" in name:
-            env = dict(e.split("=", 1) for e in r.inputs["envs"])
+            env = env_of(r)
             assert env["PREFECT_SERVER_REGISTER_BLOCKS_ON_START"] == "false", name
             assert env["PREFECT_SERVER_DATABASE_MIGRATE_ON_START"] == "false", name
 
@@ -56,4 +57,4 @@ def test_migration_registers_blocks_once_and_replicas_do_not(stack_run):
 def test_database_timeout_is_configurable():
     run = run_program("dev", {"migration.databaseTimeout": 1200})
     migrate = run.containers()["prefect-ha-dev-migrate"]
-    assert "PREFECT_SERVER_DATABASE_TIMEOUT=1200" in migrate.inputs["envs"]
+    assert env_of(migrate)["PREFECT_SERVER_DATABASE_TIMEOUT"] == "1200"

@@ -39,6 +39,7 @@ from components.proxy import (
     render_nginx_conf,
 )
 from harness import REPO, run_program
+from support import env_of
 from tls_mocks import CERT_REQUEST, LOCALLY_SIGNED_CERT, PRIVATE_KEY, SELF_SIGNED_CERT, edge_tls_run, tls_state
 
 WEBSOCKETS = [
@@ -290,10 +291,6 @@ def matching_location(block: str, path: str) -> str:
     return longest
 
 
-def container_env(reg) -> dict[str, str]:
-    return dict(e.split("=", 1) for e in reg.inputs["envs"])
-
-
 @pytest.fixture(scope="module")
 def prod_run():
     run = run_program("prod")
@@ -304,7 +301,7 @@ def prod_run():
 @pytest.fixture(scope="module")
 def prod_conf(prod_run):
     """What the prod stack's nginx runs with (TLS on): the proxying server."""
-    conf = container_env(prod_run.containers()["prefect-ha-prod-nginx"])[proxy.CONF_ENV]
+    conf = env_of(prod_run.containers()["prefect-ha-prod-nginx"])[proxy.CONF_ENV]
     assert conf == prod_run.outputs["nginx_conf"]
     return proxy_server(conf)
 
@@ -528,7 +525,7 @@ def test_nginx_runs_read_only_with_only_the_capabilities_it_needs(prod_run):
 
 def test_generated_tls_reaches_nginx_as_a_secret_environment(prod_run):
     reg = nginx_container(prod_run)
-    env = container_env(reg)
+    env = env_of(reg)
     assert reg.input_is_secret("envs")
     assert not reg.input_is_secret("command")
     assert set(env) == {"TZ", proxy.CONF_ENV, proxy.CERTIFICATE_ENV, proxy.KEY_ENV}
@@ -544,7 +541,7 @@ def test_generated_tls_reaches_nginx_as_a_secret_environment(prod_run):
 def test_a_provided_certificate_is_served_as_given(pki):
     run = run_program("prod", {"tls.certificate": pki["certificate"], "tls.key": pki["key"], "auth.mode": "nginx"})
     reg = nginx_container(run)
-    env = container_env(reg)
+    env = env_of(reg)
     assert reg.input_is_secret("envs")
     assert env[proxy.CERTIFICATE_ENV] == pki["certificate"] and env[proxy.KEY_ENV] == pki["key"]
     assert env[proxy.HTPASSWD_ENV].startswith("prefect:$2a$")
@@ -557,7 +554,7 @@ def test_without_tls_or_nginx_auth_nothing_in_the_environment_is_secret():
     run = run_program("dev")
     reg = nginx_container(run)
     assert not reg.input_is_secret("envs")
-    assert set(container_env(reg)) == {"TZ", proxy.CONF_ENV}
+    assert set(env_of(reg)) == {"TZ", proxy.CONF_ENV}
     labels = {item["label"]: item["value"] for item in reg.inputs["labels"]}
     assert labels["prefect-ha.tls"] == "off" and labels["prefect-ha.auth"] == "none"
 

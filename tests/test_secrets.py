@@ -11,6 +11,7 @@ from sqlalchemy.engine import make_url
 from components.secrets import PASSWORD_SPECIALS
 from components.urls import postgres_url, redis_url
 from harness import SECRET_SIG, SECRET_VALUE, StackMocks
+from support import env_of
 
 HOSTILE = "p@ss:/?#%& wörd+=!$*"
 printable = st.text(
@@ -87,7 +88,7 @@ def test_no_password_on_any_command_line_or_label(stack_run):
 def test_prefect_gets_the_encoded_database_url(stack_run, role):
     stack, run = stack_run
     reg = run.containers()[f"prefect-ha-{stack}-{role}"]
-    env = dict(e.split("=", 1) for e in reg.inputs["envs"])
+    env = env_of(reg)
     url = make_url(env["PREFECT_SERVER_DATABASE_CONNECTION_URL"])
     assert url.password == StackMocks().password
     assert url.host == "postgres"

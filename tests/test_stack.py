@@ -6,6 +6,7 @@ import pytest
 
 from components.docker_common import go_duration
 from harness import run_program
+from support import env_of
 
 CONTAINER = "docker:index/container:Container"
 
@@ -95,7 +96,7 @@ def test_waits_healthchecks_and_replacement_options(stack_run):
     assert "pg_isready" in " ".join(pg.inputs["healthcheck"]["tests"])
     redis = next(r for n, r in run.containers().items() if n.endswith("-redis"))
     assert "redis-cli" in " ".join(redis.inputs["healthcheck"]["tests"])
-    assert any(e.startswith("REDISCLI_AUTH=") for e in redis.inputs["envs"])
+    assert "REDISCLI_AUTH" in env_of(redis)
 
 
 @pytest.mark.parametrize("seconds, text", [(0, "0s"), (5, "5s"), (60, "1m0s"), (90, "1m30s"), (3600, "1h0m0s")])

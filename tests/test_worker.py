@@ -7,10 +7,7 @@ import pytest
 from components.config import load_paths
 from components.prefect_settings import CLIENT_API_URL, CLIENT_AUTH_STRING, DOCKER_CLIENT_TIMEOUT, EXTRA_PIP_PACKAGES
 from harness import StackMocks, run_program
-
-
-def env_of(reg) -> dict[str, str]:
-    return dict(e.split("=", 1) for e in reg.inputs.get("envs", []))
+from support import env_of
 
 
 def worker_run(stack="dev", **overrides):
