@@ -48,6 +48,7 @@ from pulumi_policy.proxy import UNKNOWN_ARRAY_VALUE, UNKNOWN_STRING_VALUE, unkno
 
 from components.prefect_settings import SERVER_AUTH_STRING
 from harness import REPO, Registration, run_program
+from support import containers, labels_of
 
 POLICY_DIR = REPO / "policy"
 if str(POLICY_DIR) not in sys.path:
@@ -155,14 +156,7 @@ def regs_of(run) -> list[Registration]:
 
 
 def by_component(registrations: list[Registration], component: str) -> list[Registration]:
-    found = []
-    for r in unique(registrations):
-        if r.type != CONTAINER:
-            continue
-        labels = {l["label"]: l.get("value") for l in r.inputs.get("labels", [])}
-        if labels.get(pack.COMPONENT_LABEL) == component:
-            found.append(r)
-    return found
+    return containers(unique(registrations), component)
 
 
 def one(registrations, component: str) -> Registration:
@@ -340,8 +334,7 @@ def test_declared_data_volume_matches_retain_on_delete(stack, overrides):
     Postgres container. Here, where both are visible, they must agree."""
     regs = ok_run(stack, overrides).registrations
     volume, postgres = postgres_volume(regs), one(regs, "postgres")
-    labels = {l["label"]: l.get("value") for l in postgres.inputs["labels"]}
-    declared = labels.get(pack.DATA_VOLUME_LABEL)
+    declared = labels_of(postgres).get(pack.DATA_VOLUME_LABEL)
     assert declared in (pack.DATA_VOLUME_RETAINED, "disposable"), f"{pack.DATA_VOLUME_LABEL}={declared!r}"
     assert (declared == pack.DATA_VOLUME_RETAINED) is volume.retain_on_delete
 

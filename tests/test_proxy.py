@@ -39,7 +39,7 @@ from components.proxy import (
     render_nginx_conf,
 )
 from harness import REPO, run_program
-from support import env_of
+from support import container, env_of, labels_of
 from tls_mocks import CERT_REQUEST, LOCALLY_SIGNED_CERT, PRIVATE_KEY, SELF_SIGNED_CERT, edge_tls_run, tls_state
 
 WEBSOCKETS = [
@@ -301,7 +301,7 @@ def prod_run():
 @pytest.fixture(scope="module")
 def prod_conf(prod_run):
     """What the prod stack's nginx runs with (TLS on): the proxying server."""
-    conf = env_of(prod_run.containers()["prefect-ha-prod-nginx"])[proxy.CONF_ENV]
+    conf = env_of(container(prod_run, "proxy"))[proxy.CONF_ENV]
     assert conf == prod_run.outputs["nginx_conf"]
     return proxy_server(conf)
 
@@ -489,7 +489,7 @@ def test_the_config_names_files_but_holds_no_secret(pki):
 
 def nginx_container(run):
     assert run.error is None, run.error
-    return next(r for n, r in run.containers().items() if n.endswith("-nginx"))
+    return container(run, "proxy")
 
 
 @pytest.mark.parametrize("stack, overrides, published", [
@@ -518,7 +518,7 @@ def test_nginx_runs_read_only_with_only_the_capabilities_it_needs(prod_run):
     assert inputs["command"] == ["sh", "-c", START_SCRIPT]
     assert inputs["healthcheck"]["tests"] == [
         "CMD", "curl", "-fsS", "-o", "/dev/null", f"http://127.0.0.1:{HTTP_PORT}/nginx-health"]
-    labels = {item["label"]: item["value"] for item in inputs["labels"]}
+    labels = labels_of(reg)
     assert labels["prefect-ha.tls"] == "generated" and labels["prefect-ha.auth"] == "prefect"
     assert labels["prefect-ha.upstreams"] == "prefect-api-1-id,prefect-api-2-id,prefect-api-3-id"
 
@@ -546,7 +546,7 @@ def test_a_provided_certificate_is_served_as_given(pki):
     assert env[proxy.CERTIFICATE_ENV] == pki["certificate"] and env[proxy.KEY_ENV] == pki["key"]
     assert env[proxy.HTPASSWD_ENV].startswith("prefect:$2a$")
     assert not [r for r in run.registrations if r.type.startswith("tls:")]
-    labels = {item["label"]: item["value"] for item in reg.inputs["labels"]}
+    labels = labels_of(reg)
     assert labels["prefect-ha.tls"] == "provided" and labels["prefect-ha.auth"] == "nginx"
 
 
@@ -555,7 +555,7 @@ def test_without_tls_or_nginx_auth_nothing_in_the_environment_is_secret():
     reg = nginx_container(run)
     assert not reg.input_is_secret("envs")
     assert set(env_of(reg)) == {"TZ", proxy.CONF_ENV}
-    labels = {item["label"]: item["value"] for item in reg.inputs["labels"]}
+    labels = labels_of(reg)
     assert labels["prefect-ha.tls"] == "off" and labels["prefect-ha.auth"] == "none"
 
 
