@@ -1,7 +1,8 @@
 """What the tests look things up by in a recorded run, spelled once.
 
-- Type tokens: the provider resources the program registers, and each
-  component's own ``TYPE`` (``prefect-ha:index:<ClassName>``).
+- Type tokens of the provider resources the program registers. A component's
+  token is its class's ``TYPE`` (``from components.postgres import Postgres;
+  Postgres.TYPE``); tls_mocks.TYPES names the pulumi-tls ones.
 - Containers by the component label the program puts on each of them
   (``prefect-ha.component``: api, services, migration, postgres, redis, proxy,
   worker, work-pool), never by a container name's suffix.
@@ -12,18 +13,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Iterable
 
-from components.api import ApiServer
 from components.docker_common import LABEL_PREFIX
-from components.migration import Migration
-from components.network import StackNetwork
-from components.postgres import Postgres
-from components.proxy import Proxy
-from components.redis import Redis
-from components.secrets import StackSecrets
-from components.services import BackgroundServices
-from components.stack import PrefectHa
-from components.tls import EdgeTls
-from components.worker import DockerWorkers
 
 if TYPE_CHECKING:
     from harness import Registration, Run
@@ -35,9 +25,6 @@ VOLUME = "docker:index/volume:Volume"
 NETWORK = "docker:index/network:Network"
 RANDOM_PASSWORD = "random:index/randomPassword:RandomPassword"
 STACK = "pulumi:pulumi:Stack"
-
-COMPONENTS = (PrefectHa, StackSecrets, StackNetwork, Postgres, Redis, Migration, ApiServer,
-              BackgroundServices, Proxy, EdgeTls, DockerWorkers)
 
 # --- labels --------------------------------------------------------------------------------------
 

@@ -4,7 +4,7 @@ import pytest
 
 from components.prefect_settings import CLIENT_AUTH_STRING, SERVER_AUTH_STRING
 from harness import StackMocks, run_program
-from support import component_of, container, containers, env_of, replica
+from support import RANDOM_PASSWORD, component_of, container, containers, env_of, replica
 
 PASSWORD = StackMocks().password  # every generated password under plain mocks
 # Workers that pip-install prefect-docker at start cannot be (tests/test_worker.py).
@@ -81,7 +81,7 @@ def test_nginx_auth_leaves_the_servers_alone_and_delivers_a_bcrypt_htpasswd():
 def test_no_auth_means_no_credentials_anywhere():
     run = run_program("dev")
     assert run.error is None, run.error
-    assert run.of_type("random:index/randomPassword:RandomPassword").__len__() == 2
+    assert len(run.of_type(RANDOM_PASSWORD)) == 2
     assert CLIENT_AUTH_STRING not in run.outputs["client_env"]
     for reg in containers(run):
         assert SERVER_AUTH_STRING not in env_of(reg), reg.inputs["name"]

@@ -48,7 +48,7 @@ from pulumi_policy.proxy import UNKNOWN_ARRAY_VALUE, UNKNOWN_STRING_VALUE, unkno
 
 from components.prefect_settings import SERVER_AUTH_STRING
 from harness import REPO, Registration, run_program
-from support import containers, labels_of
+from support import CONTAINER, VOLUME, containers, labels_of
 
 POLICY_DIR = REPO / "policy"
 if str(POLICY_DIR) not in sys.path:
@@ -56,8 +56,6 @@ if str(POLICY_DIR) not in sys.path:
 
 import prefect_ha_policies as pack  # noqa: E402
 
-CONTAINER = "docker:index/container:Container"
-VOLUME = "docker:index/volume:Volume"
 POLICY_NAMES = [p.name for p in pack.POLICIES]
 PROD_HTTP = {"tls.enabled": False, "tls.httpPort": 0, "proxy.publicUrl": "http://prefect.example.internal:4200"}
 
@@ -475,9 +473,9 @@ def test_published_data_ports_are_fine_outside_prod(dev_run):
 
 
 def test_prod_is_any_stack_named_prod_something():
-    assert pack.is_prod_stack("urn:pulumi:prod::prefect-ha::docker:index/container:Container::x")
-    assert pack.is_prod_stack("urn:pulumi:prod-eu::prefect-ha::docker:index/container:Container::x")
-    assert not pack.is_prod_stack("urn:pulumi:dev::prefect-ha::docker:index/container:Container::prod")
+    assert pack.is_prod_stack(f"urn:pulumi:prod::prefect-ha::{CONTAINER}::x")
+    assert pack.is_prod_stack(f"urn:pulumi:prod-eu::prefect-ha::{CONTAINER}::x")
+    assert not pack.is_prod_stack(f"urn:pulumi:dev::prefect-ha::{CONTAINER}::prod")
     assert not pack.is_prod_stack("urn:pulumi:staging::prefect-ha::prod::x")
 
 

@@ -4,11 +4,21 @@ import re
 
 import pytest
 
+from components.api import ApiServer
 from components.docker_common import go_duration
+from components.migration import Migration
+from components.network import StackNetwork
+from components.postgres import Postgres
+from components.proxy import Proxy
+from components.redis import Redis
+from components.secrets import StackSecrets
+from components.services import BackgroundServices
+from components.stack import PrefectHa
+from components.tls import EdgeTls
+from components.worker import DockerWorkers
 from harness import run_program
-from support import component_of, container, containers, env_of, labels_of, replica
+from support import NETWORK, RANDOM_PASSWORD, STACK, VOLUME, component_of, container, containers, env_of, labels_of, replica
 
-CONTAINER = "docker:index/container:Container"
 
 
 def names(run):
@@ -28,18 +38,18 @@ def test_every_resource_is_parented_and_of_the_expected_type(stack_run):
     counts = {}
     for r in run.registrations:
         counts[r.type] = counts.get(r.type, 0) + 1
-    assert counts["docker:index/network:Network"] == 2
-    assert counts["docker:index/volume:Volume"] == 2
-    assert counts["random:index/randomPassword:RandomPassword"] == (3 if stack == "prod" else 2)
-    tokens = ["PrefectHa", "StackSecrets", "StackNetwork", "Postgres", "Redis", "Migration", "ApiServer",
-              "BackgroundServices", "Proxy", "EdgeTls" if stack == "prod" else "DockerWorkers"]
-    for token in tokens:
-        assert counts[f"prefect-ha:index:{token}"] == 1, token
-    assert counts.get("prefect-ha:index:EdgeTls", 0) == (1 if stack == "prod" else 0)
-    assert counts.get("prefect-ha:index:DockerWorkers", 0) == (1 if stack == "dev" else 0)
-    stack_urn = [r.urn for r in run.registrations if r.type == "pulumi:pulumi:Stack"]
+    assert counts[NETWORK] == 2
+    assert counts[VOLUME] == 2
+    assert counts[RANDOM_PASSWORD] == (3 if stack == "prod" else 2)
+    components = [PrefectHa, StackSecrets, StackNetwork, Postgres, Redis, Migration, ApiServer,
+                  BackgroundServices, Proxy, EdgeTls if stack == "prod" else DockerWorkers]
+    for component in components:
+        assert counts[component.TYPE] == 1, component.TYPE
+    assert counts.get(EdgeTls.TYPE, 0) == (1 if stack == "prod" else 0)
+    assert counts.get(DockerWorkers.TYPE, 0) == (1 if stack == "dev" else 0)
+    stack_urn = [r.urn for r in run.registrations if r.type == STACK]
     for r in run.registrations:
-        if r.type.startswith("pulumi:pulumi:Stack") or r.type == "prefect-ha:index:PrefectHa":
+        if r.type.startswith(STACK) or r.type == PrefectHa.TYPE:
             continue
         assert r.parent and r.parent not in stack_urn, f"{r.name} is not parented to a component"
 
@@ -213,4 +223,4 @@ def test_bad_config_stops_before_any_resource_with_a_clean_error():
     assert "api.replicas must be >= 1, got 0" in message
     assert "proxy.publicUrl must be an http(s) URL" in message
     assert "Traceback" not in message
-    assert [r.type for r in run.registrations if r.type != "pulumi:pulumi:Stack"] == []
+    assert [r.type for r in run.registrations if r.type != STACK] == []
