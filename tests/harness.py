@@ -100,7 +100,10 @@ class Run:
 
 
 class StackMocks(pulumi.runtime.Mocks):
-    """Plain mocks: containers 'exit' with the code given per container name."""
+    """Plain mocks: containers 'exit' with the code given per container name.
+
+    In a preview no container has run, so none reports an exit code: the SDK
+    resolves the missing output as unknown, as it does against the engine."""
 
     def __init__(self, exit_codes: dict[str, int] | None = None, password: str = "p@ss:/?#%& wörd+=!$*"):
         self.exit_codes = exit_codes or {}
@@ -115,7 +118,7 @@ class StackMocks(pulumi.runtime.Mocks):
             from tls_mocks import tls_state
 
             state = tls_state(args.typ, _unwrap(dict(args.inputs))) or state
-        if args.typ == CONTAINER:
+        if args.typ == CONTAINER and not pulumi.runtime.is_dry_run():
             state["exitCode"] = self.exit_codes.get(args.inputs.get("name", ""), 0)
         return f"{args.name}-id", state
 

@@ -26,8 +26,14 @@ def test_successful_migration_lets_replicas_through():
 
 
 def test_preview_does_not_run_the_gate():
-    run = run_program("prod", preview=True)
-    assert run.error is None
+    """Before the job has run its exit code is unknown: a code that stops `up`
+    does not stop the preview, which still plans every replica."""
+    failing = StackMocks(exit_codes={"prefect-ha-prod-migrate": 3})
+    preview = run_program("prod", mocks=failing, preview=True)
+    assert preview.error is None, repr(preview.error)
+    assert len(containers(preview, "api")) == 3
+    up = run_program("prod", mocks=failing)
+    assert isinstance(up.error, MigrationFailed), repr(up.error)
 
 
 @pytest.mark.parametrize("code, shown", [(1, "1"), (2.0, "2"), (137, "137"), (None, "unknown")])
