@@ -4,7 +4,7 @@ import pytest
 
 from components.prefect_settings import CLIENT_AUTH_STRING, SERVER_AUTH_STRING
 from harness import StackMocks, run_program
-from support import RANDOM_PASSWORD, component_of, container, containers, env_of, replica
+from support import RANDOM_PASSWORD, assert_counts, component_of, container, containers, env_of, replica
 
 PASSWORD = StackMocks().password  # every generated password under plain mocks
 # Workers that pip-install prefect-docker at start cannot be (tests/test_worker.py).
@@ -90,8 +90,10 @@ def test_no_auth_means_no_credentials_anywhere():
 @pytest.mark.parametrize("stack, enabled", [("prod", "true"), ("dev", "false")])
 def test_csrf_protection_is_on_in_prod(stack, enabled):
     run = run_program(stack)
+    assert run.error is None, repr(run.error)
+    assert_counts(run, {"api": 3 if stack == "prod" else 1})  # Pulumi.<stack>.yaml's api.replicas
     for reg in containers(run, "api"):
-        assert env_of(reg)["PREFECT_SERVER_API_CSRF_PROTECTION_ENABLED"] == enabled, reg.inputs["name"]
+        assert env_of(reg).get("PREFECT_SERVER_API_CSRF_PROTECTION_ENABLED") == enabled, reg.inputs["name"]
 
 
 def test_nginx_auth_gives_clients_the_credentials_for_websockets_too():

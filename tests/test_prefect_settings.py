@@ -5,7 +5,7 @@ import re
 import pytest
 
 from harness import REPO
-from support import env_of, replica
+from support import assert_counts, component_of, containers, env_of, replica
 
 SETTING = re.compile(r"\bPREFECT_[A-Z0-9_]+\b")
 LEGACY = {"PREFECT_API_DATABASE_CONNECTION_URL", "PREFECT_MESSAGING_BROKER", "PREFECT_MESSAGING_CACHE",
@@ -69,8 +69,13 @@ def test_timezone_reaches_every_container():
     from harness import run_program
 
     run = run_program("dev", {"timezone": "Asia/Shanghai"})
-    for name, reg in run.containers().items():
-        assert env_of(reg)["TZ"] == "Asia/Shanghai", name
+    assert run.error is None, repr(run.error)
+    # dev runs every kind of container the program has, the worker included
+    assert_counts(run, {"postgres": 1, "redis": 1, "migration": 1, "api": 1, "services": 1, "proxy": 1,
+                        "work-pool": 1, "worker": 1})
+    assert all(component_of(reg) for reg in containers(run)), "a container without a component label"
+    for reg in containers(run):
+        assert env_of(reg).get("TZ") == "Asia/Shanghai", reg.inputs["name"]
 
 
 @pytest.mark.parametrize("url", ["https://prefect.example.com", "http://10.0.0.5:8080"])
