@@ -19,3 +19,27 @@ def stack_run(request):
     run = run_program(request.param)
     assert run.error is None, f"{request.param}: program failed: {run.error!r}"
     return request.param, run
+
+
+@pytest.fixture(scope="module")
+def prod_run():
+    """The prod stack under plain mocks, run once per test module that asks."""
+    run = run_program("prod")
+    assert run.error is None, f"prod: program failed: {run.error!r}"
+    return run
+
+
+@pytest.fixture(scope="module")
+def dev_run():
+    """The dev stack under plain mocks, run once per test module that asks."""
+    run = run_program("dev")
+    assert run.error is None, f"dev: program failed: {run.error!r}"
+    return run
+
+
+@pytest.fixture(scope="module")
+def pki():
+    """A CA and a server certificate as pulumi-tls would make them, for real nginx runs."""
+    from nginx_support import generated_pki
+
+    return generated_pki()

@@ -23,6 +23,8 @@ from pulumi.runtime import mocks as pulumi_mocks
 from pulumi.runtime import rpc, settings
 from pulumi.runtime.stack import run_in_stack
 
+from support import CONTAINER, RANDOM_PASSWORD
+
 REPO = Path(__file__).resolve().parent.parent
 PROJECT = "prefect-ha"
 SECRET_SIG = rpc._special_sig_key  # "4dabf18193072939515e22adb298388d"
@@ -87,7 +89,7 @@ class Run:
 
     def containers(self) -> dict[str, Registration]:
         """Docker containers keyed by their container name."""
-        return {r.inputs["name"]: r for r in self.of_type("docker:index/container:Container")}
+        return {r.inputs["name"]: r for r in self.of_type(CONTAINER)}
 
     def by_urn(self) -> dict[str, Registration]:
         return {r.urn: r for r in self.registrations}
@@ -98,7 +100,10 @@ class Run:
 
 
 class StackMocks(pulumi.runtime.Mocks):
-    """Plain mocks: containers 'exit' with the code given per container name."""
+    """Plain mocks: containers 'exit' with the code given per container name.
+
+    In a preview no container has run, so none reports an exit code: the SDK
+    resolves the missing output as unknown, as it does against the engine."""
 
     def __init__(self, exit_codes: dict[str, int] | None = None, password: str = "p@ss:/?#%& wörd+=!$*"):
         self.exit_codes = exit_codes or {}
@@ -106,14 +111,14 @@ class StackMocks(pulumi.runtime.Mocks):
 
     def new_resource(self, args: pulumi.runtime.MockResourceArgs):
         state = dict(args.inputs)
-        if args.typ == "random:index/randomPassword:RandomPassword":
+        if args.typ == RANDOM_PASSWORD:
             state["result"] = self.password
             state["bcryptHash"] = "$2a$10$" + "x" * 53  # shape only; the Docker double hashes for real
         if args.typ.startswith("tls:index/"):
             from tls_mocks import tls_state
 
             state = tls_state(args.typ, _unwrap(dict(args.inputs))) or state
-        if args.typ == "docker:index/container:Container":
+        if args.typ == CONTAINER and not pulumi.runtime.is_dry_run():
             state["exitCode"] = self.exit_codes.get(args.inputs.get("name", ""), 0)
         return f"{args.name}-id", state
 

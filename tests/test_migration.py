@@ -5,6 +5,7 @@ import pytest
 
 from components.migration import MigrationFailed, check_exit_code
 from harness import StackMocks, run_program
+from support import component_of, container, containers, env_of
 
 
 @pytest.mark.parametrize("stack", ["dev", "prod"])
@@ -13,20 +14,26 @@ def test_failed_migration_stops_the_deployment_before_any_replica(stack):
     assert isinstance(run.error, MigrationFailed), repr(run.error)
     assert isinstance(run.error, pulumi.RunError)
     assert f"prefect-ha-{stack}-migrate exited with code 3" in str(run.error)
-    created = set(run.containers())
-    assert f"prefect-ha-{stack}-migrate" in created
-    assert not [n for n in created if "-api-" in n or "-services-" in n or n.endswith("-nginx")], created
+    created = {r.inputs["name"]: component_of(r) for r in containers(run)}
+    assert created[f"prefect-ha-{stack}-migrate"] == "migration"
+    assert not [n for n, c in created.items() if c in ("api", "services", "proxy")], created
 
 
 def test_successful_migration_lets_replicas_through():
     run = run_program("prod", mocks=StackMocks(exit_codes={"prefect-ha-prod-migrate": 0}))
     assert run.error is None
-    assert sum("-api-" in n for n in run.containers()) == 3
+    assert len(containers(run, "api")) == 3
 
 
 def test_preview_does_not_run_the_gate():
-    run = run_program("prod", preview=True)
-    assert run.error is None
+    """Before the job has run its exit code is unknown: a code that stops `up`
+    does not stop the preview, which still plans every replica."""
+    failing = StackMocks(exit_codes={"prefect-ha-prod-migrate": 3})
+    preview = run_program("prod", mocks=failing, preview=True)
+    assert preview.error is None, repr(preview.error)
+    assert len(containers(preview, "api")) == 3
+    up = run_program("prod", mocks=failing)
+    assert isinstance(up.error, MigrationFailed), repr(up.error)
 
 
 @pytest.mark.parametrize("code, shown", [(1, "1"), (2.0, "2"), (137, "137"), (None, "unknown")])
@@ -38,22 +45,20 @@ def test_check_exit_code_rejects_anything_but_zero(code, shown):
 
 def test_migration_registers_blocks_once_and_replicas_do_not(stack_run):
     _, run = stack_run
-    c = run.containers()
-    migrate = next(r for n, r in c.items() if n.endswith("-migrate"))
+    migrate = container(run, "migration")
     assert "register_blocks.py" in migrate.inputs["command"][-1]
     upload = migrate.inputs["uploads"][0]
     assert "run_block_auto_registration" in upload["content"]
     assert migrate.inputs["command"][-1].index("database upgrade") < migrate.inputs["command"][-1].index("register_blocks")
-    env = dict(e.split("=", 1) for e in migrate.inputs["envs"])
+    env = env_of(migrate)
     assert env["PREFECT_SERVER_DATABASE_TIMEOUT"] == "600"
-    for name, r in c.items():
-        if "-api-" in name or "-services-" in name:
-            env = dict(e.split("=", 1) for e in r.inputs["envs"])
-            assert env["PREFECT_SERVER_REGISTER_BLOCKS_ON_START"] == "false", name
-            assert env["PREFECT_SERVER_DATABASE_MIGRATE_ON_START"] == "false", name
+    for r in containers(run, "api") + containers(run, "services"):
+        env, name = env_of(r), r.inputs["name"]
+        assert env["PREFECT_SERVER_REGISTER_BLOCKS_ON_START"] == "false", name
+        assert env["PREFECT_SERVER_DATABASE_MIGRATE_ON_START"] == "false", name
 
 
 def test_database_timeout_is_configurable():
     run = run_program("dev", {"migration.databaseTimeout": 1200})
-    migrate = run.containers()["prefect-ha-dev-migrate"]
-    assert "PREFECT_SERVER_DATABASE_TIMEOUT=1200" in migrate.inputs["envs"]
+    migrate = container(run, "migration")
+    assert env_of(migrate)["PREFECT_SERVER_DATABASE_TIMEOUT"] == "1200"

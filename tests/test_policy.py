@@ -1,31 +1,23 @@
-"""The policy pack (policy/) against the real program's resources.
-
-There is no Pulumi CLI here, so the program runs under the harness's mocks and
-each recorded registration is turned into what pulumi_policy hands a policy:
-``ResourceValidationArgs`` for resource policies, ``PolicyResource``s with
-parents and dependencies linked for stack policies. Props go through
-pulumi_policy's own unknown-checking proxy, as in a real preview, and options
-carry only what the engine sends a policy pack (protect, deleteBeforeReplace,
-parent; never retainOnDelete). Broken stacks come from config overrides where
-the config model allows them, otherwise from mutated registrations.
+"""The policy pack (policy/) as a whole: its policies and how __main__ builds it,
+the shipped stacks (and a preview) pass, unknown values during preview are
+never fatal, the program facts it copies are current, and the pack loads alone.
 
 One test also starts the pack the way the CLI does (``python -m pulumi.policy``
-in policy/) and talks to it over gRPC.
+in policy/) and talks to it over gRPC. The policies one by one:
+tests/test_policy_resources.py and tests/test_policy_stack.py; how registrations
+become pulumi_policy's arguments: tests/policy_support.py.
 """
 
 from __future__ import annotations
 
 import ast
-import re
-import copy
 import os
+import re
 import runpy
 import select
 import shutil
 import subprocess
 import sys
-from dataclasses import dataclass
-from inspect import isawaitable
 
 import grpc
 import pulumi_policy
@@ -34,162 +26,25 @@ import yaml
 from google.protobuf import json_format, struct_pb2
 from pulumi.runtime import proto
 from pulumi.runtime.proto import analyzer_pb2_grpc
-from pulumi_policy import (
-    EnforcementLevel,
-    PolicyCustomTimeouts,
-    PolicyResource,
-    PolicyResourceOptions,
-    ResourceValidationArgs,
-    ResourceValidationPolicy,
-    StackValidationArgs,
-    StackValidationPolicy,
-)
-from pulumi_policy.proxy import UNKNOWN_ARRAY_VALUE, UNKNOWN_STRING_VALUE, unknown_checking_proxy
+from pulumi_policy import EnforcementLevel, ResourceValidationPolicy, StackValidationPolicy
+from pulumi_policy.proxy import UNKNOWN_ARRAY_VALUE, UNKNOWN_STRING_VALUE
 
 from components.prefect_settings import SERVER_AUTH_STRING
-from harness import REPO, Registration, run_program
-
-POLICY_DIR = REPO / "policy"
-if str(POLICY_DIR) not in sys.path:
-    sys.path.insert(0, str(POLICY_DIR))
-
-import prefect_ha_policies as pack  # noqa: E402
-
-CONTAINER = "docker:index/container:Container"
-VOLUME = "docker:index/volume:Volume"
-POLICY_NAMES = [p.name for p in pack.POLICIES]
-PROD_HTTP = {"tls.enabled": False, "tls.httpPort": 0, "proxy.publicUrl": "http://prefect.example.internal:4200"}
-
-
-# --- registrations -> pulumi_policy's arguments -------------------------------------
-
-
-@dataclass(frozen=True)
-class Violation:
-    policy: str
-    message: str
-    urn: str
-
-
-def policy_options(reg: Registration) -> PolicyResourceOptions:
-    """What the engine's AnalyzerResourceOptions carries: no retainOnDelete."""
-    return PolicyResourceOptions(
-        protect=reg.protect,
-        ignore_changes=list(getattr(reg, "ignore_changes", []) or []),
-        delete_before_replace=reg.delete_before_replace,
-        aliases=[],
-        custom_timeouts=PolicyCustomTimeouts(0, 0, 0),
-        additional_secret_outputs=[],
-        parent=reg.parent or None,
-    )
-
-
-def policy_props(reg: Registration):
-    return unknown_checking_proxy(copy.deepcopy(reg.inputs))
-
-
-def unique(registrations: list[Registration]) -> list[Registration]:
-    """One registration per URN (the harness sees the root stack twice), in order."""
-    by_urn = {r.urn: r for r in registrations}
-    return [r for r in registrations if by_urn[r.urn] is r]
-
-
-def resource_args(reg: Registration) -> ResourceValidationArgs:
-    return ResourceValidationArgs(reg.type, policy_props(reg), reg.urn, reg.name, policy_options(reg), None)
-
-
-def stack_args(registrations: list[Registration]) -> StackValidationArgs:
-    """Linked as pulumi_policy's AnalyzeStack links them: parents and dependencies
-    become PolicyResource objects; URNs outside the stack are dropped."""
-    regs = unique(registrations)
-    resources = {
-        r.urn: PolicyResource(r.type, policy_props(r), r.urn, r.name, policy_options(r), None, None, [], {})
-        for r in regs
-    }
-    for r in regs:
-        resource = resources[r.urn]
-        resource.parent = resources.get(r.parent)
-        resource.dependencies = [resources[u] for u in r.dependencies if u in resources]
-        resource.property_dependencies = {
-            key: [resources[u] for u in urns if u in resources] for key, urns in r.property_dependencies.items()
-        }
-    return StackValidationArgs(list(resources.values()))
-
-
-def _settle(result) -> None:
-    if isawaitable(result):
-        import asyncio
-
-        asyncio.run(result)
-
-
-def evaluate(registrations: list[Registration], only: str | None = None) -> list[Violation]:
-    """Every policy (or the one named) over the stack, collecting violations."""
-    found: list[Violation] = []
-    for policy in pack.POLICIES:
-        if only is not None and policy.name != only:
-            continue
-        if isinstance(policy, ResourceValidationPolicy):
-            for reg in unique(registrations):
-                def report(message, urn=None, _policy=policy.name, _urn=reg.urn):
-                    found.append(Violation(_policy, message, _urn))
-                _settle(policy.validate(resource_args(reg), report))
-        else:
-            assert isinstance(policy, StackValidationPolicy)
-
-            def report(message, urn=None, _policy=policy.name):
-                found.append(Violation(_policy, message, urn or ""))
-            _settle(policy.validate(stack_args(registrations), report))
-    return found
-
-
-def ok_run(stack: str, overrides: dict | None = None):
-    run = run_program(stack, overrides)
-    assert run.error is None, f"{stack} {overrides}: program failed: {run.error!r}"
-    return run
-
-
-def regs_of(run) -> list[Registration]:
-    """A private copy to mutate."""
-    return copy.deepcopy(run.registrations)
-
-
-def by_component(registrations: list[Registration], component: str) -> list[Registration]:
-    found = []
-    for r in unique(registrations):
-        if r.type != CONTAINER:
-            continue
-        labels = {l["label"]: l.get("value") for l in r.inputs.get("labels", [])}
-        if labels.get(pack.COMPONENT_LABEL) == component:
-            found.append(r)
-    return found
-
-
-def one(registrations, component: str) -> Registration:
-    found = by_component(registrations, component)
-    assert len(found) == 1, f"expected one {component} container, got {[r.name for r in found]}"
-    return found[0]
-
-
-def set_label(reg: Registration, key: str, value) -> None:
-    labels = [l for l in reg.inputs.get("labels", []) if l["label"] != key]
-    if value is not None:
-        labels.append({"label": key, "value": value})
-    reg.inputs["labels"] = labels
-
-
-def of(violations: list[Violation], policy: str) -> list[Violation]:
-    return [v for v in violations if v.policy == policy]
-
-
-@pytest.fixture(scope="module")
-def prod_run():
-    return ok_run("prod")
-
-
-@pytest.fixture(scope="module")
-def dev_run():
-    return ok_run("dev")
+from harness import Registration, run_program
+from policy_support import (  # evaluate and of: tests/e2e/test_engine.py imports them from here
+    POLICY_DIR,
+    POLICY_NAMES,
+    by_component,
+    drop_dependency,
+    evaluate,
+    of,
+    one,
+    pack,
+    regs_of,
+    set_label,
+    unique,
+)
+from support import CONTAINER
 
 
 # --- the pack itself -------------------------------------------------------------------
@@ -259,281 +114,6 @@ def test_preview_run_passes_too():
     run = run_program("prod", preview=True)
     assert run.error is None, repr(run.error)
     assert evaluate(run.registrations) == []
-
-
-# --- 1. images pinned --------------------------------------------------------------------
-
-DIGEST = "sha256:" + "ab" * 32
-
-
-@pytest.mark.parametrize("image, pinned", [
-    ("nginx:1.27.3", True),
-    ("prefecthq/prefect:3.8.8-python3.12", True),
-    ("registry.local:5000/prefect:3.8.8", True),
-    (f"nginx@{DIGEST}", True),
-    (f"nginx:latest@{DIGEST}", True),
-    (f"registry.local:5000/prefect@{DIGEST}", True),
-    (DIGEST, True),  # an image ID
-    ("nginx", False),
-    ("nginx:latest", False),
-    ("prefecthq/prefect:3-latest", False),
-    ("registry.local:5000/prefect", False),
-    ("registry.local:5000/prefect:latest", False),
-    ("nginx@sha256:short", False),
-])
-def test_image_pinning_rule(image, pinned):
-    assert (pack.pin_problem(image) is None) is pinned
-
-
-@pytest.mark.parametrize("image", ["nginx", "nginx:latest", "prefecthq/prefect:3-latest", "localhost:5000/nginx"])
-def test_unpinned_image_is_reported(dev_run, image):
-    regs = regs_of(dev_run)
-    proxy = one(regs, "proxy")
-    proxy.inputs["image"] = image
-    found = of(evaluate(regs), "images-pinned")
-    assert len(found) == 1
-    assert found[0].urn == proxy.urn
-    assert proxy.name in found[0].message and proxy.inputs["name"] in found[0].message
-    assert repr(image) in found[0].message
-
-
-# --- 2. no privileged containers -----------------------------------------------------------
-
-
-def test_privileged_container_is_reported(dev_run):
-    regs = regs_of(dev_run)
-    api = one(regs, "api")
-    api.inputs["privileged"] = True
-    found = of(evaluate(regs), "no-privileged-containers")
-    assert [v.urn for v in found] == [api.urn]
-    assert api.name in found[0].message and "privileged" in found[0].message
-
-
-@pytest.mark.parametrize("adds", [["ALL"], ["SYS_ADMIN"], ["NET_BIND_SERVICE", "cap_sys_admin"]])
-def test_privileged_capabilities_are_reported(dev_run, adds):
-    regs = regs_of(dev_run)
-    redis = one(regs, "redis")
-    redis.inputs["capabilities"] = {"adds": adds, "drops": ["ALL"]}
-    found = of(evaluate(regs), "no-privileged-containers")
-    assert [v.urn for v in found] == [redis.urn]
-    assert redis.name in found[0].message
-
-
-def test_harmless_capabilities_pass(dev_run):
-    regs = regs_of(dev_run)
-    one(regs, "redis").inputs["capabilities"] = {"adds": ["NET_BIND_SERVICE", "CHOWN"], "drops": ["ALL"]}
-    assert of(evaluate(regs), "no-privileged-containers") == []
-
-
-# --- 3. the Postgres volume is retained -----------------------------------------------------
-
-
-def postgres_volume(regs) -> Registration:
-    postgres = one(regs, "postgres")
-    mount = next(m for m in postgres.inputs["volumes"] if m["containerPath"] == pack.POSTGRES_DATA_DIR)
-    return next(r for r in unique(regs) if r.type == VOLUME and r.inputs["name"] == mount["volumeName"])
-
-
-@pytest.mark.parametrize("stack, overrides", [("dev", {}), ("prod", {}), ("dev", {"postgres.retainVolume": False})])
-def test_declared_data_volume_matches_retain_on_delete(stack, overrides):
-    """Policy packs cannot see retain_on_delete: the program declares it on the
-    Postgres container. Here, where both are visible, they must agree."""
-    regs = ok_run(stack, overrides).registrations
-    volume, postgres = postgres_volume(regs), one(regs, "postgres")
-    labels = {l["label"]: l.get("value") for l in postgres.inputs["labels"]}
-    declared = labels.get(pack.DATA_VOLUME_LABEL)
-    assert declared in (pack.DATA_VOLUME_RETAINED, "disposable"), f"{pack.DATA_VOLUME_LABEL}={declared!r}"
-    assert (declared == pack.DATA_VOLUME_RETAINED) is volume.retain_on_delete
-
-
-def test_volume_deleted_with_the_stack_is_reported():
-    regs = ok_run("dev", {"postgres.retainVolume": False}).registrations
-    volume = postgres_volume(regs)
-    assert not volume.retain_on_delete
-    found = of(evaluate(regs), "postgres-volume-retained")
-    assert [v.urn for v in found] == [volume.urn]
-    assert volume.name in found[0].message and volume.inputs["name"] in found[0].message
-
-
-@pytest.mark.parametrize("declared", ["disposable", None])
-def test_cleared_declaration_is_reported(dev_run, declared):
-    regs = regs_of(dev_run)
-    volume = postgres_volume(regs)
-    volume.retain_on_delete = False
-    set_label(one(regs, "postgres"), pack.DATA_VOLUME_LABEL, declared)
-    found = of(evaluate(regs), "postgres-volume-retained")
-    assert [v.urn for v in found] == [volume.urn]
-    assert volume.name in found[0].message
-
-
-def test_protect_counts_as_retained(dev_run):
-    regs = regs_of(dev_run)
-    set_label(one(regs, "postgres"), pack.DATA_VOLUME_LABEL, None)
-    postgres_volume(regs).protect = True
-    assert of(evaluate(regs), "postgres-volume-retained") == []
-
-
-def test_retain_on_delete_option_is_read_when_pulumi_policy_exposes_it(dev_run):
-    regs = regs_of(dev_run)
-    volume = postgres_volume(regs)
-    args = stack_args(regs)
-    resource = next(r for r in args.resources if r.urn == volume.urn)
-    resource.opts.retain_on_delete = False  # a later pulumi_policy; the declaration says retained
-    found = []
-    pack.postgres_volume_retained(args, lambda message, urn=None: found.append(urn))
-    assert found == [volume.urn]
-
-
-def test_data_directory_off_the_volume_is_reported(dev_run):
-    regs = regs_of(dev_run)
-    postgres = one(regs, "postgres")
-    for mount in postgres.inputs["volumes"]:
-        mount["containerPath"] = "/srv/elsewhere"
-    found = of(evaluate(regs), "postgres-volume-retained")
-    assert [v.urn for v in found] == [postgres.urn]
-    assert postgres.name in found[0].message and pack.POSTGRES_DATA_DIR in found[0].message
-
-
-# --- 4. prod has TLS and auth --------------------------------------------------------------------
-
-
-def test_prod_without_tls_is_reported():
-    regs = ok_run("prod", PROD_HTTP).registrations
-    proxy = one(regs, "proxy")
-    found = of(evaluate(regs), "prod-tls-and-auth")
-    assert [v.urn for v in found] == [proxy.urn]
-    assert proxy.name in found[0].message and f"{pack.TLS_LABEL}=off" in found[0].message
-
-
-def test_prod_without_auth_is_reported():
-    regs = ok_run("prod", {"auth.mode": "none"}).registrations
-    proxy = one(regs, "proxy")
-    found = of(evaluate(regs), "prod-tls-and-auth")
-    assert [v.urn for v in found] == [proxy.urn]
-    assert proxy.name in found[0].message and f"{pack.AUTH_LABEL}=none" in found[0].message
-
-
-def test_prod_with_nginx_auth_passes():
-    regs = ok_run("prod", {"auth.mode": "nginx"}).registrations
-    assert of(evaluate(regs), "prod-tls-and-auth") == []
-
-
-def test_tls_and_auth_are_not_required_outside_prod():
-    regs = ok_run("dev", {"auth.mode": "none", "tls.enabled": False}).registrations
-    assert of(evaluate(regs), "prod-tls-and-auth") == []
-
-
-def test_prod_proxy_without_declarations_is_reported(prod_run):
-    regs = regs_of(prod_run)
-    proxy = one(regs, "proxy")
-    set_label(proxy, pack.TLS_LABEL, None)
-    set_label(proxy, pack.AUTH_LABEL, None)
-    found = of(evaluate(regs), "prod-tls-and-auth")
-    assert len(found) == 2 and {v.urn for v in found} == {proxy.urn}
-    assert any(pack.TLS_LABEL in v.message for v in found) and any(pack.AUTH_LABEL in v.message for v in found)
-
-
-def test_declared_tls_without_the_https_port_is_reported(prod_run):
-    regs = regs_of(prod_run)
-    proxy = one(regs, "proxy")
-    set_label(proxy, pack.TLS_LABEL, "generated")
-    set_label(proxy, pack.AUTH_LABEL, "nginx")
-    proxy.inputs["ports"] = [p for p in proxy.inputs.get("ports", []) if p.get("internal") != pack.TLS_INTERNAL_PORT]
-    found = of(evaluate(regs), "prod-tls-and-auth")
-    assert [v.urn for v in found] == [proxy.urn]
-    assert str(pack.TLS_INTERNAL_PORT) in found[0].message
-
-
-def test_prefect_auth_missing_on_a_replica_is_reported(prod_run):
-    regs = regs_of(prod_run)
-    proxy = one(regs, "proxy")
-    set_label(proxy, pack.TLS_LABEL, "generated")
-    set_label(proxy, pack.AUTH_LABEL, "prefect")
-    proxy.inputs["ports"] = [{"internal": pack.TLS_INTERNAL_PORT, "external": 443}]
-    replicas = by_component(regs, "api")
-    assert len(replicas) == 3
-    for replica in replicas:
-        envs = [e for e in replica.inputs["envs"] if not e.startswith(f"{SERVER_AUTH_STRING}=")]
-        replica.inputs["envs"] = envs + [f"{SERVER_AUTH_STRING}=prefect:pw"]
-    assert of(evaluate(regs), "prod-tls-and-auth") == []
-    bad = replicas[1]
-    bad.inputs["envs"] = [e for e in bad.inputs["envs"] if not e.startswith(f"{SERVER_AUTH_STRING}=")]
-    found = of(evaluate(regs), "prod-tls-and-auth")
-    assert [v.urn for v in found] == [bad.urn]
-    assert bad.name in found[0].message and SERVER_AUTH_STRING in found[0].message
-
-
-# --- 5. no data ports in prod --------------------------------------------------------------------
-
-
-@pytest.mark.parametrize("key, port, component", [("postgres.hostPort", 15432, "postgres"),
-                                                  ("redis.hostPort", 16379, "redis")])
-def test_published_data_port_in_prod_is_reported(key, port, component):
-    regs = ok_run("prod", {key: port}).registrations
-    target = one(regs, component)
-    found = of(evaluate(regs), "no-data-ports-in-prod")
-    assert [v.urn for v in found] == [target.urn]
-    assert target.name in found[0].message and f"{port}->" in found[0].message and not re.search(r"\d\.0\b", found[0].message)
-
-
-def test_published_data_ports_are_fine_outside_prod(dev_run):
-    assert [p["external"] for p in one(dev_run.registrations, "postgres").inputs["ports"]] == [15432]
-    assert of(evaluate(dev_run.registrations), "no-data-ports-in-prod") == []
-
-
-def test_prod_is_any_stack_named_prod_something():
-    assert pack.is_prod_stack("urn:pulumi:prod::prefect-ha::docker:index/container:Container::x")
-    assert pack.is_prod_stack("urn:pulumi:prod-eu::prefect-ha::docker:index/container:Container::x")
-    assert not pack.is_prod_stack("urn:pulumi:dev::prefect-ha::docker:index/container:Container::prod")
-    assert not pack.is_prod_stack("urn:pulumi:staging::prefect-ha::prod::x")
-
-
-# --- 6. replicas wait for the migration ------------------------------------------------------------
-
-
-def drop_dependency(reg: Registration, urn: str, *, explicit: bool = True, through_props: bool = True) -> None:
-    if explicit:
-        reg.dependencies = [u for u in reg.dependencies if u != urn]
-    if through_props:
-        reg.property_dependencies = {k: [u for u in v if u != urn] for k, v in reg.property_dependencies.items()}
-
-
-def test_replica_not_waiting_for_the_migration_is_reported(prod_run):
-    regs = regs_of(prod_run)
-    migration = one(regs, "migration")
-    replica = by_component(regs, "api")[0]
-    drop_dependency(replica, migration.urn)
-    found = of(evaluate(regs), "replicas-wait-for-migration")
-    assert [v.urn for v in found] == [replica.urn]
-    assert replica.name in found[0].message
-
-
-@pytest.mark.parametrize("keep", ["explicit", "through_props"])
-def test_either_kind_of_dependency_counts(prod_run, keep):
-    regs = regs_of(prod_run)
-    migration = one(regs, "migration")
-    for replica in by_component(regs, "api") + by_component(regs, "services"):
-        drop_dependency(replica, migration.urn, explicit=keep != "explicit", through_props=keep != "through_props")
-    if keep == "through_props":
-        assert all(migration.urn in r.property_dependencies.get("labels", []) for r in by_component(regs, "api"))
-    assert of(evaluate(regs), "replicas-wait-for-migration") == []
-
-
-def test_services_container_must_wait_too(dev_run):
-    regs = regs_of(dev_run)
-    services = by_component(regs, "services")[0]
-    drop_dependency(services, one(regs, "migration").urn)
-    found = of(evaluate(regs), "replicas-wait-for-migration")
-    assert [v.urn for v in found] == [services.urn]
-
-
-def test_no_migration_container_at_all_is_reported(dev_run):
-    regs = regs_of(dev_run)
-    set_label(one(regs, "migration"), pack.COMPONENT_LABEL, "something-else")
-    gated = by_component(regs, "api") + by_component(regs, "services")
-    found = of(evaluate(regs), "replicas-wait-for-migration")
-    assert sorted(v.urn for v in found) == sorted(r.urn for r in gated)
-    assert all("no migration container" in v.message for v in found)
 
 
 # --- unknowns and secrets during preview ----------------------------------------------------------

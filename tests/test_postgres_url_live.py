@@ -21,6 +21,7 @@ from sqlalchemy.ext.asyncio import create_async_engine
 
 from components.urls import postgres_url
 from harness import StackMocks, run_program
+from support import env_of, replica
 
 HOSTILE_PASSWORDS = [
     "p@ss:/?#%& wörd+=!$*",
@@ -123,6 +124,6 @@ def test_the_url_the_program_hands_prefect_connects(postgres):
     password = HOSTILE_PASSWORDS[0]
     run = run_program("prod", {"postgres.user": users[password], "postgres.database": users[password]},
                       mocks=StackMocks(password=password))
-    env = dict(e.split("=", 1) for e in run.containers()["prefect-ha-prod-api-1"].inputs["envs"])
+    env = env_of(replica(run, "api", 1))
     url = env["PREFECT_SERVER_DATABASE_CONNECTION_URL"].replace("@postgres:5432/", f"@127.0.0.1:{port}/")
     assert connect(url) == 1

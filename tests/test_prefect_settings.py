@@ -5,6 +5,7 @@ import re
 import pytest
 
 from harness import REPO
+from support import assert_counts, component_of, containers, env_of, replica
 
 SETTING = re.compile(r"\bPREFECT_[A-Z0-9_]+\b")
 LEGACY = {"PREFECT_API_DATABASE_CONNECTION_URL", "PREFECT_MESSAGING_BROKER", "PREFECT_MESSAGING_CACHE",
@@ -29,21 +30,16 @@ def test_each_prefect_setting_name_is_spelled_in_exactly_one_place():
     assert code_places == {"components/prefect_settings.py"}, code_places
 
 
-def env_of(run, suffix):
-    reg = next(r for n, r in run.containers().items() if n.endswith(suffix))
-    return dict(e.split("=", 1) for e in reg.inputs["envs"])
-
-
 def test_no_legacy_alias_is_emitted(stack_run):
     _, run = stack_run
     for name, reg in run.containers().items():
-        for entry in reg.inputs.get("envs", []):
-            assert entry.split("=", 1)[0] not in LEGACY, f"{name}: {entry.split('=')[0]}"
+        for key in env_of(reg):
+            assert key not in LEGACY, f"{name}: {key}"
 
 
 def test_api_replicas_env(stack_run):
     stack, run = stack_run
-    env = env_of(run, "-api-1")
+    env = env_of(replica(run, "api", 1))
     public = "http://localhost:4200" if stack == "dev" else "https://prefect.example.internal"
     assert env["PREFECT_SERVER_UI_API_URL"] == f"{public}/api"
     assert env["PREFECT_SERVER_ANALYTICS_ENABLED"] == "false"
@@ -63,9 +59,9 @@ def test_api_replicas_env(stack_run):
 
 def test_services_env(stack_run):
     _, run = stack_run
-    env = env_of(run, "-services-1")
+    env = env_of(replica(run, "services", 1))
     assert env["PREFECT_SERVER_UI_ENABLED"] == "false"
-    assert env["PREFECT_SERVER_DOCKET_URL"] == env_of(run, "-api-1")["PREFECT_SERVER_DOCKET_URL"]
+    assert env["PREFECT_SERVER_DOCKET_URL"] == env_of(replica(run, "api", 1))["PREFECT_SERVER_DOCKET_URL"]
     assert env["PREFECT_SERVER_EVENTS_MESSAGING_BROKER"] == "prefect_redis.messaging"
 
 
@@ -73,8 +69,13 @@ def test_timezone_reaches_every_container():
     from harness import run_program
 
     run = run_program("dev", {"timezone": "Asia/Shanghai"})
-    for name, reg in run.containers().items():
-        assert "TZ=Asia/Shanghai" in reg.inputs["envs"], name
+    assert run.error is None, repr(run.error)
+    # dev runs every kind of container the program has, the worker included
+    assert_counts(run, {"postgres": 1, "redis": 1, "migration": 1, "api": 1, "services": 1, "proxy": 1,
+                        "work-pool": 1, "worker": 1})
+    assert all(component_of(reg) for reg in containers(run)), "a container without a component label"
+    for reg in containers(run):
+        assert env_of(reg).get("TZ") == "Asia/Shanghai", reg.inputs["name"]
 
 
 @pytest.mark.parametrize("url", ["https://prefect.example.com", "http://10.0.0.5:8080"])
@@ -83,5 +84,5 @@ def test_ui_is_told_the_public_url_never_a_bind_address(url):
 
     tls = url.startswith("https")
     run = run_program("prod", {"proxy.publicUrl": url, "tls.enabled": tls, "tls.httpPort": 80 if tls else 0})
-    assert env_of(run, "-api-2")["PREFECT_SERVER_UI_API_URL"] == f"{url}/api"
+    assert env_of(replica(run, "api", 2))["PREFECT_SERVER_UI_API_URL"] == f"{url}/api"
     assert run.outputs["api_url"] == f"{url}/api"

@@ -11,6 +11,7 @@ from sqlalchemy.engine import make_url
 from components.secrets import PASSWORD_SPECIALS
 from components.urls import postgres_url, redis_url
 from harness import SECRET_SIG, SECRET_VALUE, StackMocks
+from support import containers, env_of, replica, container
 
 HOSTILE = "p@ss:/?#%& wörd+=!$*"
 printable = st.text(
@@ -77,7 +78,8 @@ def test_every_password_bearing_value_is_secret(stack_run):
 def test_no_password_on_any_command_line_or_label(stack_run):
     _, run = stack_run
     password = StackMocks().password
-    for name, reg in run.containers().items():
+    for reg in containers(run):
+        name = reg.inputs["name"]
         assert password not in repr(reg.inputs.get("command")), name
         assert password not in repr(reg.inputs.get("labels")), name
         assert password not in repr(reg.inputs.get("healthcheck")), name
@@ -85,9 +87,10 @@ def test_no_password_on_any_command_line_or_label(stack_run):
 
 @pytest.mark.parametrize("role", ["migrate", "api-1", "services-1"])
 def test_prefect_gets_the_encoded_database_url(stack_run, role):
-    stack, run = stack_run
-    reg = run.containers()[f"prefect-ha-{stack}-{role}"]
-    env = dict(e.split("=", 1) for e in reg.inputs["envs"])
+    _, run = stack_run
+    reg = {"migrate": lambda: container(run, "migration"), "api-1": lambda: replica(run, "api", 1),
+           "services-1": lambda: replica(run, "services", 1)}[role]()
+    env = env_of(reg)
     url = make_url(env["PREFECT_SERVER_DATABASE_CONNECTION_URL"])
     assert url.password == StackMocks().password
     assert url.host == "postgres"

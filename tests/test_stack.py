@@ -4,10 +4,21 @@ import re
 
 import pytest
 
+from components.api import ApiServer
 from components.docker_common import go_duration
+from components.migration import Migration
+from components.network import StackNetwork
+from components.postgres import Postgres
+from components.proxy import Proxy
+from components.redis import Redis
+from components.secrets import StackSecrets
+from components.services import BackgroundServices
+from components.stack import PrefectHa
+from components.tls import EdgeTls
+from components.worker import DockerWorkers
 from harness import run_program
+from support import NETWORK, RANDOM_PASSWORD, STACK, VOLUME, component_of, container, containers, env_of, labels_of, replica
 
-CONTAINER = "docker:index/container:Container"
 
 
 def names(run):
@@ -27,60 +38,66 @@ def test_every_resource_is_parented_and_of_the_expected_type(stack_run):
     counts = {}
     for r in run.registrations:
         counts[r.type] = counts.get(r.type, 0) + 1
-    assert counts["docker:index/network:Network"] == 2
-    assert counts["docker:index/volume:Volume"] == 2
-    assert counts["random:index/randomPassword:RandomPassword"] == (3 if stack == "prod" else 2)
-    tokens = ["PrefectHa", "StackSecrets", "StackNetwork", "Postgres", "Redis", "Migration", "ApiServer",
-              "BackgroundServices", "Proxy", "EdgeTls" if stack == "prod" else "DockerWorkers"]
-    for token in tokens:
-        assert counts[f"prefect-ha:index:{token}"] == 1, token
-    assert counts.get("prefect-ha:index:EdgeTls", 0) == (1 if stack == "prod" else 0)
-    assert counts.get("prefect-ha:index:DockerWorkers", 0) == (1 if stack == "dev" else 0)
-    stack_urn = [r.urn for r in run.registrations if r.type == "pulumi:pulumi:Stack"]
+    assert counts[NETWORK] == 2
+    assert counts[VOLUME] == 2
+    assert counts[RANDOM_PASSWORD] == (3 if stack == "prod" else 2)
+    components = [PrefectHa, StackSecrets, StackNetwork, Postgres, Redis, Migration, ApiServer,
+                  BackgroundServices, Proxy, EdgeTls if stack == "prod" else DockerWorkers]
+    for component in components:
+        assert counts[component.TYPE] == 1, component.TYPE
+    assert counts.get(EdgeTls.TYPE, 0) == (1 if stack == "prod" else 0)
+    assert counts.get(DockerWorkers.TYPE, 0) == (1 if stack == "dev" else 0)
+    stack_urn = [r.urn for r in run.registrations if r.type == STACK]
     for r in run.registrations:
-        if r.type.startswith("pulumi:pulumi:Stack") or r.type == "prefect-ha:index:PrefectHa":
+        if r.type.startswith(STACK) or r.type == PrefectHa.TYPE:
             continue
         assert r.parent and r.parent not in stack_urn, f"{r.name} is not parented to a component"
 
 
 def test_key_container_inputs(stack_run):
     stack, run = stack_run
-    c = run.containers()
     prefix = f"prefect-ha-{stack}"
-    assert c[f"{prefix}-postgres"].inputs["image"] == "postgres:16.6"
-    assert c[f"{prefix}-postgres"].inputs["command"][:2] == ["postgres", "-c"]
-    assert c[f"{prefix}-redis"].inputs["command"] == ["redis-server", "/usr/local/etc/redis/redis.conf"]
-    assert c[f"{prefix}-api-1"].inputs["command"] == [
+    postgres, redis, migration = (container(run, c) for c in ("postgres", "redis", "migration"))
+    api, services = replica(run, "api", 1), replica(run, "services", 1)
+    assert postgres.inputs["image"] == "postgres:16.6"
+    assert postgres.inputs["command"][:2] == ["postgres", "-c"]
+    assert redis.inputs["command"] == ["redis-server", "/usr/local/etc/redis/redis.conf"]
+    assert api.inputs["command"] == [
         "prefect", "server", "start", "--host", "0.0.0.0", "--port", "4200", "--no-services"]
-    assert c[f"{prefix}-services-1"].inputs["command"] == ["prefect", "server", "services", "start"]
-    migrate = c[f"{prefix}-migrate"].inputs
+    assert services.inputs["command"] == ["prefect", "server", "services", "start"]
+    migrate = migration.inputs
     assert "prefect server database upgrade -y" in migrate["command"][-1]
     assert migrate["attach"] is True and migrate["mustRun"] is False and migrate["rm"] is False
-    for name, r in c.items():
+    for r in containers(run):
+        name = r.inputs["name"]
         assert r.inputs["logDriver"] == "json-file", name
         assert r.inputs["logOpts"] == {"max-size": "10m", "max-file": "3"}, name
-        if name.endswith(("-migrate", "-work-pool")):
+        if component_of(r) in ("migration", "work-pool"):
             assert r.inputs["restart"] == "no"
         else:
             assert r.inputs["restart"] == "unless-stopped", name
-    networks = {n: {a["name"]: a.get("aliases", []) for a in r.inputs["networksAdvanced"]} for n, r in c.items()}
+
+    def networks(r):
+        return {a["name"]: a.get("aliases", []) for a in r.inputs["networksAdvanced"]}
+
     backend, edge = f"{prefix}-backend", f"{prefix}-edge"
-    assert networks[f"{prefix}-postgres"] == {backend: ["postgres"]}
-    assert networks[f"{prefix}-redis"] == {backend: ["redis"]}
-    assert networks[f"{prefix}-migrate"] == {backend: []}
-    assert networks[f"{prefix}-services-1"] == {backend: []}
-    assert networks[f"{prefix}-api-1"] == {backend: [], edge: ["prefect-api-1", "prefect-api"]}
-    assert networks[f"{prefix}-nginx"] == {edge: ["nginx"]}
+    assert networks(postgres) == {backend: ["postgres"]}
+    assert networks(redis) == {backend: ["redis"]}
+    assert networks(migration) == {backend: []}
+    assert networks(services) == {backend: []}
+    assert networks(api) == {backend: [], edge: ["prefect-api-1", "prefect-api"]}
+    assert networks(container(run, "proxy")) == {edge: ["nginx"]}
     if stack == "dev":
-        assert networks[f"{prefix}-worker-1"] == {edge: []}
+        assert networks(replica(run, "worker", 1)) == {edge: []}
 
 
 def test_waits_healthchecks_and_replacement_options(stack_run):
     _, run = stack_run
-    for name, r in run.containers().items():
+    for r in containers(run):
+        name = r.inputs["name"]
         assert r.delete_before_replace, f"{name}: fixed name needs delete_before_replace"
         hc = r.inputs.get("healthcheck")
-        if name.endswith(("-migrate", "-services-1", "-work-pool")):
+        if component_of(r) in ("migration", "services", "work-pool"):
             assert not r.inputs.get("wait"), name
             continue
         assert r.inputs["wait"] is True and r.inputs["waitTimeout"] == 300, name
@@ -88,14 +105,14 @@ def test_waits_healthchecks_and_replacement_options(stack_run):
         assert "healthcheck" in r.replace_on_changes, name
         for key in ("interval", "timeout", "startPeriod"):
             assert re.fullmatch(r"(\d+h)?(\d+m)?\d+s", hc[key]), f"{name} {key}={hc[key]} is not a Go duration"
-    api = next(r for n, r in run.containers().items() if "-api-1" in n)
+    api = replica(run, "api", 1)
     assert "curl" not in " ".join(api.inputs["healthcheck"]["tests"]), "the Prefect image has no curl"
     assert "/api/health" in " ".join(api.inputs["healthcheck"]["tests"])
-    pg = next(r for n, r in run.containers().items() if n.endswith("-postgres"))
+    pg = container(run, "postgres")
     assert "pg_isready" in " ".join(pg.inputs["healthcheck"]["tests"])
-    redis = next(r for n, r in run.containers().items() if n.endswith("-redis"))
+    redis = container(run, "redis")
     assert "redis-cli" in " ".join(redis.inputs["healthcheck"]["tests"])
-    assert any(e.startswith("REDISCLI_AUTH=") for e in redis.inputs["envs"])
+    assert "REDISCLI_AUTH" in env_of(redis)
 
 
 @pytest.mark.parametrize("seconds, text", [(0, "0s"), (5, "5s"), (60, "1m0s"), (90, "1m30s"), (3600, "1h0m0s")])
@@ -107,59 +124,55 @@ def test_postgres_volume_survives_destroy_unless_opted_out(stack_run):
     _, run = stack_run
     volume = run.named("prefect-postgres-data")
     assert volume.retain_on_delete
-    container = next(r for n, r in run.containers().items() if n.endswith("-postgres"))
-    assert container.inputs["volumes"][0]["volumeName"] == volume.inputs["name"]
+    postgres = container(run, "postgres")
+    assert postgres.inputs["volumes"][0]["volumeName"] == volume.inputs["name"]
     opted_out = run_program("dev", {"postgres.retainVolume": False})
     assert not opted_out.named("prefect-postgres-data").retain_on_delete
 
 
 def test_host_ports(stack_run):
     stack, run = stack_run
-    c = run.containers()
-    published = {n: [p["external"] for p in r.inputs.get("ports", [])] for n, r in c.items()}
-    prefix = f"prefect-ha-{stack}"
+    def published(r):
+        return [p["external"] for p in r.inputs.get("ports", [])]
+
+    postgres, redis = container(run, "postgres"), container(run, "redis")
     # prod: HTTPS on 443 and the HTTP redirect on 80
-    assert sorted(published[f"{prefix}-nginx"]) == ([80, 443] if stack == "prod" else [4200])
+    assert sorted(published(container(run, "proxy"))) == ([80, 443] if stack == "prod" else [4200])
     if stack == "prod":
-        assert published[f"{prefix}-postgres"] == [] and published[f"{prefix}-redis"] == []
+        assert published(postgres) == [] and published(redis) == []
     else:
-        assert published[f"{prefix}-postgres"] == [15432] and published[f"{prefix}-redis"] == [16379]
-    for name in published:
-        if not name.endswith(("-nginx", "-postgres", "-redis")):
-            assert published[name] == [], name
+        assert published(postgres) == [15432] and published(redis) == [16379]
+    for r in containers(run):
+        if component_of(r) not in ("proxy", "postgres", "redis"):
+            assert published(r) == [], r.inputs["name"]
 
 
 def test_dependency_graph_gives_compose_startup_order(stack_run):
     stack, run = stack_run
-    c = run.containers()
-    prefix = f"prefect-ha-{stack}"
-    urn = {name: r.urn for name, r in c.items()}
-    deps = {name: r.all_dependencies() for name, r in c.items()}
-    api = [n for n in c if "-api-" in n]
-    services = [n for n in c if "-services-" in n]
-    data = {urn[f"{prefix}-postgres"], urn[f"{prefix}-redis"]}
-    assert data <= deps[f"{prefix}-migrate"]
-    for name in api + services:
-        assert urn[f"{prefix}-migrate"] in deps[name], f"{name} does not wait for the migration"
-        assert data <= deps[name], name
+    migrate, nginx = container(run, "migration"), container(run, "proxy")
+    api, services = containers(run, "api"), containers(run, "services")
+    data = {container(run, "postgres").urn, container(run, "redis").urn}
+    assert data <= migrate.all_dependencies()
+    for r in api + services:
+        name, deps = r.inputs["name"], r.all_dependencies()
+        assert migrate.urn in deps, f"{name} does not wait for the migration"
+        assert data <= deps, name
         # The exit-code gate is an Output the replica consumes, not just an ordering hint.
-        assert urn[f"{prefix}-migrate"] in run.containers()[name].property_dependencies.get("labels", []), name
-    for name in api:
-        others = {urn[o] for o in api if o != name}
-        assert not deps[name] & others, f"{name} waits on another replica"
-    assert {urn[n] for n in api} <= deps[f"{prefix}-nginx"]
+        assert migrate.urn in r.property_dependencies.get("labels", []), name
+    for r in api:
+        others = {o.urn for o in api if o is not r}
+        assert not r.all_dependencies() & others, f"{r.inputs['name']} waits on another replica"
+    assert {r.urn for r in api} <= nginx.all_dependencies()
     # Registration order under mocks follows the graph: nothing after the migration
     # is registered before it.
-    seq = {name: r.seq for name, r in c.items()}
-    assert all(seq[n] > seq[f"{prefix}-migrate"] for n in api + services)
-    assert seq[f"{prefix}-nginx"] > max(seq[n] for n in api)
+    assert all(r.seq > migrate.seq for r in api + services)
+    assert nginx.seq > max(r.seq for r in api)
 
 
 def test_nginx_is_replaced_when_a_replica_is(stack_run):
     _, run = stack_run
-    nginx = next(r for n, r in run.containers().items() if n.endswith("-nginx"))
-    labels = {l["label"]: l["value"] for l in nginx.inputs["labels"]}
-    replica_ids = sorted(f"prefect-api-{i}-id" for i in range(1, len([n for n in run.containers() if "-api-" in n]) + 1))
+    labels = labels_of(container(run, "proxy"))
+    replica_ids = sorted(f"prefect-api-{i}-id" for i in range(1, len(containers(run, "api")) + 1))
     assert labels["prefect-ha.upstreams"].split(",") == replica_ids
 
 
@@ -194,11 +207,10 @@ def test_name_prefix_lets_two_stacks_share_a_host():
 def test_scaling_replicas_adds_containers_and_upstreams():
     run = run_program("prod", {"api.replicas": 5, "services.replicas": 2})
     assert run.error is None
-    c = run.containers()
-    assert sum("-api-" in n for n in c) == 5 and sum("-services-" in n for n in c) == 2
+    assert len(containers(run, "api")) == 5 and len(containers(run, "services")) == 2
     nginx = run.outputs["nginx_conf"]
     assert all(f"server prefect-api-{i}:4200" in nginx for i in range(1, 6))
-    pg = c["prefect-ha-prod-postgres"].inputs["command"]
+    pg = container(run, "postgres").inputs["command"]
     assert pg == ["postgres", "-c", "max_connections=125"]
 
 
@@ -211,4 +223,4 @@ def test_bad_config_stops_before_any_resource_with_a_clean_error():
     assert "api.replicas must be >= 1, got 0" in message
     assert "proxy.publicUrl must be an http(s) URL" in message
     assert "Traceback" not in message
-    assert [r.type for r in run.registrations if r.type != "pulumi:pulumi:Stack"] == []
+    assert [r.type for r in run.registrations if r.type != STACK] == []

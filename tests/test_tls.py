@@ -14,13 +14,15 @@ from components.tls import (
     CA_VALIDITY_HOURS,
     SERVER_EARLY_RENEWAL_HOURS,
     SERVER_VALIDITY_HOURS,
+    EdgeTls,
     subject_alt_names,
 )
 from harness import SECRET_SIG
+from support import RANDOM_PASSWORD
 from tls_mocks import CERT_REQUEST, LOCALLY_SIGNED_CERT, PRIVATE_KEY, SELF_SIGNED_CERT, TYPES, edge_tls_run, tls_state
 
 TLS_TYPES = set(TYPES)
-COMPONENT = "prefect-ha:index:EdgeTls"
+COMPONENT = EdgeTls.TYPE
 
 
 def load_cert(pem: str) -> x509.Certificate:
@@ -238,4 +240,4 @@ def test_secret_wrapped_inputs_are_unwrapped_and_other_types_ignored(signed):
     request = tls_state(CERT_REQUEST, wrapped)
     csr = x509.load_pem_x509_csr(request["certRequestPem"].encode())
     assert csr.is_signature_valid
-    assert tls_state("random:index/randomPassword:RandomPassword", {"length": 8}) is None
+    assert tls_state(RANDOM_PASSWORD, {"length": 8}) is None

@@ -7,10 +7,7 @@ import pytest
 from components.config import load_paths
 from components.prefect_settings import CLIENT_API_URL, CLIENT_AUTH_STRING, DOCKER_CLIENT_TIMEOUT, EXTRA_PIP_PACKAGES
 from harness import StackMocks, run_program
-
-
-def env_of(reg) -> dict[str, str]:
-    return dict(e.split("=", 1) for e in reg.inputs.get("envs", []))
+from support import container, containers, env_of, replica, replicas
 
 
 def worker_run(stack="dev", **overrides):
@@ -21,7 +18,7 @@ def worker_run(stack="dev", **overrides):
 
 def test_worker_env_carries_the_timeout_the_internal_api_url_and_no_auth_in_dev():
     run = worker_run(**{"worker.dockerClientTimeout": 45})
-    env = env_of(run.containers()["prefect-ha-dev-worker-1"])
+    env = env_of(replica(run, "worker", 1))
     assert env[DOCKER_CLIENT_TIMEOUT] == "45"
     assert env[CLIENT_API_URL] == "http://prefect-api:4200/api"
     assert env["DOCKER_HOST"] == "unix:///var/run/docker.sock"
@@ -31,34 +28,36 @@ def test_worker_env_carries_the_timeout_the_internal_api_url_and_no_auth_in_dev(
 
 def test_timeout_defaults_to_120_seconds():
     assert load_paths({}).worker.docker_client_timeout == 120
-    env = env_of(worker_run().containers()["prefect-ha-dev-worker-1"])
+    env = env_of(replica(worker_run(), "worker", 1))
     assert env[DOCKER_CLIENT_TIMEOUT] == "120"
 
 
 def test_auth_string_reaches_the_worker_when_auth_is_on():
     run = worker_run("prod")
-    reg = run.containers()["prefect-ha-prod-worker-1"]
+    reg = replica(run, "worker", 1)
     assert env_of(reg)[CLIENT_AUTH_STRING] == f"prefect:{StackMocks().password}"
     assert CLIENT_AUTH_STRING in reg.secret_envs()
 
 
 def test_a_configured_api_url_replaces_the_internal_one():
     run = worker_run(**{"worker.apiUrl": "http://localhost:4200/api"})
-    assert env_of(run.containers()["prefect-ha-dev-worker-1"])[CLIENT_API_URL] == "http://localhost:4200/api"
+    assert env_of(replica(run, "worker", 1))[CLIENT_API_URL] == "http://localhost:4200/api"
 
 
 def test_workers_start_after_every_api_replica_is_healthy_and_after_the_pool_job():
     run = worker_run("prod", **{"worker.replicas": 2})
-    c = run.containers()
-    api = {c[f"prefect-ha-prod-api-{i}"].urn for i in (1, 2, 3)}
-    pool_job = c["prefect-ha-prod-work-pool"]
+    api = {r.urn for r in containers(run, "api")}
+    assert len(api) == 3
+    pool_job = container(run, "work-pool")
     assert api <= pool_job.all_dependencies()
-    for name in ("prefect-ha-prod-worker-1", "prefect-ha-prod-worker-2"):
-        worker = c[name]
+    workers = replicas(run, "worker")
+    assert [w.inputs["name"] for w in workers] == ["prefect-ha-prod-worker-1", "prefect-ha-prod-worker-2"]
+    for worker in workers:
+        name = worker.inputs["name"]
         assert api <= worker.all_dependencies(), name
         # the pool job's exit code is consumed, so a failed set-up stops the workers
         assert pool_job.urn in worker.property_dependencies.get("labels", []), name
-        assert worker.seq > pool_job.seq > max(c[f"prefect-ha-prod-api-{i}"].seq for i in (1, 2, 3))
+        assert worker.seq > pool_job.seq > max(r.seq for r in containers(run, "api"))
         assert worker.inputs["wait"] is True and worker.inputs["restart"] == "unless-stopped"
         assert "/health" in " ".join(worker.inputs["healthcheck"]["tests"])
         assert worker.inputs["command"][:7] == ["prefect", "worker", "start", "--pool", "docker-pool", "--type", "docker"]
@@ -67,38 +66,37 @@ def test_workers_start_after_every_api_replica_is_healthy_and_after_the_pool_job
 def test_failed_pool_setup_stops_every_worker():
     run = run_program("dev", mocks=StackMocks(exit_codes={"prefect-ha-dev-work-pool": 1}))
     assert run.error is not None and "work-pool container prefect-ha-dev-work-pool exited with code 1" in str(run.error)
-    assert "prefect-ha-dev-worker-1" not in run.containers()
+    assert containers(run, "worker") == []
 
 
 def test_docker_socket_is_mounted_read_only_and_not_for_a_tcp_engine():
     run = worker_run()
-    [mount] = run.containers()["prefect-ha-dev-worker-1"].inputs["volumes"]
+    [mount] = replica(run, "worker", 1).inputs["volumes"]
     assert mount == {"hostPath": "/var/run/docker.sock", "containerPath": "/var/run/docker.sock", "readOnly": True}
     tcp = worker_run(**{"worker.dockerHost": "tcp://docker.internal:2376"})
-    worker = tcp.containers()["prefect-ha-dev-worker-1"]
+    worker = replica(tcp, "worker", 1)
     assert not worker.inputs.get("volumes")
     assert env_of(worker)["DOCKER_HOST"] == "tcp://docker.internal:2376"
 
 
 def test_baked_image_runs_read_only_and_start_time_install_does_not():
     baked = worker_run(**{"worker.image": "example/worker:1.0", "worker.extraPipPackages": ""})
-    worker = baked.containers()["prefect-ha-dev-worker-1"].inputs
+    worker = replica(baked, "worker", 1).inputs
     assert worker["image"] == "example/worker:1.0" and worker["readOnly"] is True
-    assert EXTRA_PIP_PACKAGES not in env_of(baked.containers()["prefect-ha-dev-worker-1"])
-    installing = worker_run().containers()["prefect-ha-dev-worker-1"].inputs
+    assert EXTRA_PIP_PACKAGES not in env_of(replica(baked, "worker", 1))
+    installing = replica(worker_run(), "worker", 1).inputs
     assert installing["image"] == "prefecthq/prefect:3.8.8-python3.12" and installing["readOnly"] is False
 
 
 def test_pool_job_carries_the_job_defaults_and_limits():
     run = worker_run(**{"worker.jobImagePullPolicy": "Never", "worker.jobAutoRemove": False,
                         "worker.poolConcurrencyLimit": 4, "worker.limit": 3})
-    c = run.containers()
-    spec = json.loads(env_of(c["prefect-ha-dev-work-pool"])["WORK_POOL_SPEC"])
+    spec = json.loads(env_of(container(run, "work-pool"))["WORK_POOL_SPEC"])
     assert spec == {
         "name": "docker-pool", "concurrency_limit": 4,
         "job_defaults": {"networks": ["prefect-ha-dev-edge"], "image_pull_policy": "Never", "auto_remove": False},
     }
-    assert c["prefect-ha-dev-worker-1"].inputs["command"][-2:] == ["--limit", "3"]
+    assert replica(run, "worker", 1).inputs["command"][-2:] == ["--limit", "3"]
     assert run.outputs["work_pool"] == "docker-pool"
     assert run.outputs["deploy_command"].startswith("prefect --no-prompt deploy ")
     assert run.outputs["containers"]["workers"] == ["prefect-ha-dev-worker-1"]
@@ -106,13 +104,13 @@ def test_pool_job_carries_the_job_defaults_and_limits():
 
 def test_job_network_can_be_overridden():
     run = worker_run(**{"worker.jobNetwork": "shared-data"})
-    spec = json.loads(env_of(run.containers()["prefect-ha-dev-work-pool"])["WORK_POOL_SPEC"])
+    spec = json.loads(env_of(container(run, "work-pool"))["WORK_POOL_SPEC"])
     assert spec["job_defaults"]["networks"] == ["shared-data"]
 
 
 def test_worker_off_means_no_worker_resources():
     run = run_program("prod")
-    assert not [n for n in run.containers() if "worker" in n or "work-pool" in n]
+    assert containers(run, "worker") == [] and containers(run, "work-pool") == []
     assert "work_pool" not in run.outputs
 
 

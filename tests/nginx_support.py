@@ -1,0 +1,169 @@
+"""Shared by the nginx tests (tests/test_proxy_*.py): nginx -t in a namespace, the
+matrix of edge controls, certificates and credentials for real nginx runs, and
+reading the rendered config (servers, locations, which location nginx picks)."""
+
+from __future__ import annotations
+
+import itertools
+import json
+import re
+import shutil
+import subprocess
+from pathlib import Path
+
+import bcrypt
+import pytest
+
+from components import proxy
+from components.config import load_paths
+from components.proxy import RUNTIME_DIR, render_nginx_conf
+from tls_mocks import CERT_REQUEST, LOCALLY_SIGNED_CERT, PRIVATE_KEY, SELF_SIGNED_CERT, tls_state
+
+
+
+def render_conf(config, stack: str, hosts: list[str], **kwargs) -> str:
+    """nginx.conf as the stack renders it for ``config``: its proxy group, TLS, and nginx's basic auth."""
+    return render_nginx_conf(
+        config.proxy, stack, hosts, tls=config.tls.enabled, basic_auth=config.auth.checked_by_nginx, **kwargs
+    )
+
+def nginx_binary():
+    path = shutil.which("nginx") or "/usr/sbin/nginx"
+    if not shutil.which(path):
+        pytest.fail("Debian's nginx is not installed: run bin/test, which installs it (apt-get install nginx-light)")
+    return path
+
+
+def nginx_test(conf: str, hosts: list[str], tmp_path) -> subprocess.CompletedProcess:
+    """`nginx -t` with the upstream aliases resolving, as they do on the stack network.
+
+    The host's /etc/hosts is left alone: a private mount namespace sees a copy.
+    """
+    (tmp_path / "nginx.conf").write_text(conf)
+    (tmp_path / "hosts").write_text("127.0.0.1 localhost\n" + "".join(f"127.0.0.1 {h}\n" for h in hosts))
+    script = f"mount --bind {tmp_path}/hosts /etc/hosts && exec {nginx_binary()} -t -c {tmp_path}/nginx.conf"
+    return subprocess.run(["unshare", "-m", "sh", "-c", script], capture_output=True, text=True, timeout=30)
+
+
+def replica_hosts(replicas: int) -> list[str]:
+    return [f"prefect-api-{i}" for i in range(1, replicas + 1)]
+
+
+# --- certificates and credentials for real nginx runs ---------------------------------------------
+
+
+def generated_pki(public_host: str = "prefect.example.internal") -> dict[str, str]:
+    """A CA and a server certificate as pulumi-tls would make them (tests/tls_mocks.py)."""
+    ca_key = tls_state(PRIVATE_KEY, {"algorithm": "ECDSA", "ecdsaCurve": "P256"})
+    ca = tls_state(SELF_SIGNED_CERT, {
+        "privateKeyPem": ca_key["privateKeyPem"], "subject": {"commonName": "test CA"},
+        "isCaCertificate": True, "allowedUses": ["cert_signing", "crl_signing"], "validityPeriodHours": 24,
+    })
+    key = tls_state(PRIVATE_KEY, {"algorithm": "ECDSA", "ecdsaCurve": "P256"})
+    request = tls_state(CERT_REQUEST, {
+        "privateKeyPem": key["privateKeyPem"], "subject": {"commonName": public_host},
+        "dnsNames": [public_host, "localhost"], "ipAddresses": ["127.0.0.1"],
+    })
+    cert = tls_state(LOCALLY_SIGNED_CERT, {
+        "certRequestPem": request["certRequestPem"], "caPrivateKeyPem": ca_key["privateKeyPem"],
+        "caCertPem": ca["certPem"], "allowedUses": ["server_auth", "digital_signature", "key_encipherment"],
+        "validityPeriodHours": 24,
+    })
+    return {"certificate": cert["certPem"], "key": key["privateKeyPem"], "ca": ca["certPem"]}
+
+
+def htpasswd_line(user: str, password: str) -> str:
+    """What StackSecrets delivers: Go's bcrypt ($2a$, cost 10), as pulumi-random hashes."""
+    return f"{user}:{bcrypt.hashpw(password.encode(), bcrypt.gensalt(rounds=10, prefix=b'2a')).decode()}\n"
+
+
+def write_runtime_files(directory: Path, pki: dict[str, str]) -> None:
+    """The files START_SCRIPT writes, for an nginx run outside the container."""
+    directory.mkdir(parents=True, exist_ok=True)
+    (directory / proxy.CERTIFICATE_FILE).write_text(pki["certificate"])
+    (directory / proxy.KEY_FILE).write_text(pki["key"])
+    (directory / proxy.HTPASSWD_FILE).write_text(htpasswd_line("ops", "secret"))
+
+
+# --- every combination of the edge controls -------------------------------------------------------
+
+PUBLIC_HTTPS = "https://prefect.example.internal:8443"
+PUBLIC_HTTP = "http://prefect.example.internal:4200"
+ALLOWLIST = ("10.0.0.0/8", "127.0.0.1/32")
+CONTROLS = {
+    "tls": {"off": {}, "on": {"tls.enabled": "true", "tls.httpPort": "8080", "proxy.publicUrl": PUBLIC_HTTPS}},
+    "auth": {mode: {"auth.mode": mode} for mode in ("none", "prefect", "nginx")},
+    "allow": {"open": {}, "allowlist": {"proxy.allowCidrs": json.dumps(list(ALLOWLIST))}},
+    "rate": {"unlimited": {}, "limited": {"proxy.rateLimit": "10", "proxy.rateLimitBurst": "20"}},
+    "replicas": {str(n): {"api.replicas": str(n)} for n in (1, 3)},
+}
+CASES = {
+    "-".join(choice): {"proxy.publicUrl": PUBLIC_HTTP, **{k: v for part in parts for k, v in part.items()}}
+    for choice, parts in (
+        (combo, [CONTROLS[group][option] for group, option in zip(CONTROLS, combo)])
+        for combo in itertools.product(*(CONTROLS[group] for group in CONTROLS))
+    )
+}
+
+
+def render_case(case: str, runtime_dir: str = RUNTIME_DIR):
+    config = load_paths(CASES[case])
+    return config, render_conf(config, "test", replica_hosts(config.api.replicas), runtime_dir=runtime_dir)
+
+
+# --- reading the config ---------------------------------------------------------------------------
+
+
+def servers(conf: str) -> list[str]:
+    """The server blocks of the http block, in order."""
+    return re.findall(r"\n    server \{\n(.*?)\n    \}\n", conf, re.S)
+
+
+def proxy_server(conf: str) -> str:
+    found = [s for s in servers(conf) if "proxy_pass" in s]
+    assert len(found) == 1, "expected exactly one server proxying to the replicas"
+    return found[0]
+
+
+def redirect_server(conf: str) -> str | None:
+    found = [s for s in servers(conf) if "proxy_pass" not in s]
+    assert len(found) <= 1
+    return found[0] if found else None
+
+
+# A location block at a server's indentation, up to its closing brace.
+LOCATION = re.compile(r"^ {8}location\s+([^{\n]+?)\s*\{(.*?)\n {8}\}", re.M | re.S)
+
+
+def locations(block: str) -> dict[str, str]:
+    """location matcher -> its block body."""
+    found = {}
+    for match in LOCATION.finditer(block):
+        found[match.group(1).strip()] = match.group(2)
+    return found
+
+
+def server_level(block: str) -> str:
+    """A server block without its locations: what every location inherits."""
+    return LOCATION.sub("", block)
+
+
+def matching_location(block: str, path: str) -> str:
+    """The location nginx picks: exact match; else the longest prefix unless a regex
+    (in order of appearance) matches; ^~ prefixes stop the regex search."""
+    locs = list(locations(block))
+    for matcher in locs:
+        if matcher.startswith("= ") and matcher[2:] == path:
+            return matcher
+    prefixes = [m for m in locs if not m.startswith(("= ", "~ ", "~* "))]
+    longest = max((m for m in prefixes if path.startswith(m.removeprefix("^~ "))),
+                  key=lambda m: len(m.removeprefix("^~ ")), default=None)
+    if longest is not None and longest.startswith("^~ "):
+        return longest
+    for matcher in locs:
+        if matcher.startswith("~ ") and re.search(matcher[2:], path):
+            return matcher
+        if matcher.startswith("~* ") and re.search(matcher[3:], path, re.I):
+            return matcher
+    assert longest is not None, f"no location matches {path}"
+    return longest
