@@ -16,7 +16,7 @@ from pathlib import Path
 import pytest
 
 from components.config import load_paths
-from nginx_support import render_conf, ALLOWLIST, CASES, nginx_test, render_case, replica_hosts, write_runtime_files
+from nginx_support import ALLOWLIST, CASES, nginx_test, render_case, render_conf, replica_hosts, write_runtime_files
 
 GIXY = Path(sys.executable).parent / "gixy"
 

@@ -3,13 +3,15 @@ network namespace behind a small echo upstream (tests/edge_agent.py), does
 what the controls promise: redirect, TLS, HSTS, basic auth, allowlist, 429s."""
 
 import json
+import math
+import time
 
 import pytest
 
 from components.config import load_paths
 from components.proxy import HTTP_PORT, HTTPS_PORT, nginx_env
 from edge_agent import CLIENT, DENIED_CLIENT, PUBLIC_HOST, THROTTLED_CLIENT, EdgeAgent
-from nginx_support import render_conf, generated_pki, htpasswd_line, replica_hosts
+from nginx_support import generated_pki, htpasswd_line, render_conf, replica_hosts
 from tls_mocks import edge_tls_run
 
 SECURE_PUBLIC_URL = f"https://{PUBLIC_HOST}:9443"
@@ -130,12 +132,15 @@ def test_clients_outside_the_allowlist_get_403_everywhere(secure_edge):
 
 
 def test_a_burst_above_the_limit_gets_429_and_requests_within_it_pass(secure_edge):
+    started = time.monotonic()
     answers = secure_edge.requests(https("/api/ready"), count=BURST + 6, ca=secure_edge.ca, source=THROTTLED_CLIENT)
+    elapsed = time.monotonic() - started
     statuses = [a.get("status") for a in answers]
-    # the first request plus the burst pass; at RATE r/s at most one more refills meanwhile
-    passed = statuses.index(429) if 429 in statuses else len(statuses)
-    assert BURST + 1 <= passed <= BURST + 2, statuses
-    assert set(statuses[:passed]) == {200} and set(statuses[passed:]) == {429}, statuses
+    # The first request plus the burst pass; beyond that only what RATE r/s
+    # refilled while the requests ran (more under load, when they run slower).
+    assert statuses[: BURST + 1] == [200] * (BURST + 1), statuses
+    assert set(statuses) == {200, 429}, statuses
+    assert statuses.count(200) <= BURST + 1 + math.ceil(elapsed * RATE), (elapsed, statuses)
     # The health check, the UI and other clients are not held back.
     assert secure_edge.get(https("/api/health"), ca=secure_edge.ca, source=THROTTLED_CLIENT)["status"] == 200
     ui = secure_edge.get(https("/"), ca=secure_edge.ca, source=THROTTLED_CLIENT, headers=basic("ops", PASSWORD))

@@ -9,7 +9,7 @@ import subprocess
 from components import proxy
 from components.config import load_paths
 from components.proxy import RUNTIME_DIR, START_SCRIPT, nginx_env
-from nginx_support import render_conf, PUBLIC_HTTPS
+from nginx_support import PUBLIC_HTTPS, render_conf
 
 
 def test_the_config_names_files_but_holds_no_secret(pki):
