@@ -13,7 +13,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Iterable
 
-from components.docker_common import LABEL_PREFIX
+from components.docker_common import COMPONENT_LABEL, LABEL_PREFIX
 
 if TYPE_CHECKING:
     from harness import Registration, Run
@@ -28,7 +28,6 @@ STACK = "pulumi:pulumi:Stack"
 
 # --- labels --------------------------------------------------------------------------------------
 
-COMPONENT_LABEL = f"{LABEL_PREFIX}.component"
 REPLICA_LABEL = f"{LABEL_PREFIX}.replica"
 
 

@@ -4,17 +4,13 @@ import pytest
 
 from components.config import load_paths, size_in_mb
 from harness import run_program
+from support import component_of
 
 # component label -> the config group whose memoryLimit/cpuLimit it takes
 GROUP_OF = {
     "postgres": "postgres", "redis": "redis", "migration": "migration", "api": "api",
     "services": "services", "proxy": "proxy", "worker": "worker", "work-pool": "worker",
 }
-
-
-def component_of(reg) -> str:
-    labels = {entry["label"]: entry["value"] for entry in reg.inputs["labels"]}
-    return labels["prefect-ha.component"]
 
 
 def test_every_container_has_its_groups_memory_cap_without_swap_and_its_cpu_cap(stack_run):
