@@ -32,7 +32,7 @@ import requests
 REPO = Path(__file__).resolve().parent.parent
 sys.path[:0] = [str(REPO), str(REPO / "tests"), str(REPO / "tests" / "e2e")]
 
-from testbed import IMAGES, RequestLoop, crash_process, deploy, free_port, tear_down  # noqa: E402
+from testbed import IMAGES, RequestLoop, crash_process, deploy, free_port, run_labels, tear_down  # noqa: E402
 
 COMPOSE = REPO / "bench" / "seed001-compose.yml"
 
@@ -127,7 +127,7 @@ def single_server(client, deployment) -> tuple[object, str]:
     container = client.containers.run(
         api1["Config"]["Image"], api1["Config"]["Cmd"], detach=True,
         environment=api1["Config"]["Env"], network=f"{prefix}-net",
-        ports={"4200/tcp": ("127.0.0.1", port)}, labels={"prefect-ha-test.run": deployment.run_id},
+        ports={"4200/tcp": ("127.0.0.1", port)}, labels=run_labels(deployment.run_id),
         name=f"{prefix}-bench-direct",
     )
     base = f"http://127.0.0.1:{port}"

@@ -13,7 +13,7 @@ from datetime import datetime
 import pytest
 import requests
 
-from testbed import PREFECT_IMAGE, SCRIPTS, RequestLoop, crash_process, wait_for
+from testbed import PREFECT_IMAGE, SCRIPTS, TEST_LABEL, RequestLoop, crash_process, run_labels, wait_for
 
 pytestmark = pytest.mark.timeout(900)
 
@@ -102,7 +102,7 @@ def worker(deployment, deployed_flows):
         network_mode="host",
         volumes={str(SCRIPTS): {"bind": "/e2e", "mode": "ro"}},
         environment={"PREFECT_API_URL": deployment.outputs["api_url"]},
-        labels={"prefect-ha-test.run": deployment.run_id},
+        labels=run_labels(deployment.run_id),
         name=f"{deployment.prefix}-worker",
         detach=True,
     )
@@ -142,7 +142,7 @@ def test_background_tasks_through_nginx_are_served_with_three_replicas(deploymen
     creation, rescheduling and the subscription websocket to one replica.
     """
     storage = deployment.client.volumes.create(
-        f"{deployment.prefix}-results", labels={"prefect-ha-test.run": deployment.run_id})
+        f"{deployment.prefix}-results", labels=run_labels(deployment.run_id))
     # Deferred tasks keep their parameters in result storage, which both sides must share.
     shared = {"PREFECT_LOCAL_STORAGE_PATH": "/results", "PYTHONPATH": "/e2e"}
     volumes = {str(SCRIPTS): {"bind": "/e2e", "mode": "ro"}, storage.name: {"bind": "/results", "mode": "rw"}}
@@ -150,14 +150,14 @@ def test_background_tasks_through_nginx_are_served_with_three_replicas(deploymen
         PREFECT_IMAGE, ["prefect", "task", "serve", "bg_tasks.py:double"], working_dir="/e2e",
         network_mode="host", volumes=volumes, detach=True,
         environment={"PREFECT_API_URL": deployment.outputs["api_url"], **shared},
-        labels={"prefect-ha-test.run": deployment.run_id}, name=f"{deployment.prefix}-task-server",
+        labels=run_labels(deployment.run_id), name=f"{deployment.prefix}-task-server",
     )
     try:
         submitter = deployment.client.containers.run(
             PREFECT_IMAGE, ["python", "/e2e/submit_bg_tasks.py", "9", "120"], network_mode="host",
             volumes=volumes, detach=True,
             environment={"PREFECT_API_URL": deployment.outputs["api_url"], **shared},
-            labels={"prefect-ha-test.run": deployment.run_id},
+            labels=run_labels(deployment.run_id),
         )
         try:
             assert submitter.wait(timeout=300)["StatusCode"] == 0, submitter.logs().decode(errors="replace")[-3000:]
@@ -212,7 +212,7 @@ def test_redis_restart_scheduling_and_runs_carry_on(deployment, deployed_flows, 
 
 
 def test_teardown_leaves_nothing_but_the_retained_volume(deployment):
-    run_label = f"prefect-ha-test.run={deployment.run_id}"
+    run_label = f"{TEST_LABEL}={deployment.run_id}"
     retained = deployment.destroy()
     assert retained == [deployment.outputs["postgres_volume"]]
     program_made = {"label": [run_label, "prefect-ha.stack"]}

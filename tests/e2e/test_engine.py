@@ -22,7 +22,7 @@ from pulumi import automation as auto
 
 from engine import Engine, EngineStack, plain_state, shared_engine
 from harness import REPO, Registration
-from testbed import TEST_LABEL, new_run_id, stand_in, sweep
+from testbed import RUN_ENV, new_run_id, run_selector, stand_in, sweep
 from test_policy import evaluate, of
 
 
@@ -36,7 +36,7 @@ def engine(docker_client):
 
 
 def labelled(client: docker.DockerClient, run_id: str) -> dict[str, list[str]]:
-    selector = {"label": f"{TEST_LABEL}={run_id}"}
+    selector = run_selector(run_id)
     return {
         "containers": sorted(c.name for c in client.containers.list(all=True, filters=selector)),
         "networks": sorted(n.name for n in client.networks.list(filters=selector)),
@@ -49,7 +49,7 @@ def new_stack(engine: Engine, tmp_path_factory, stack: str, name: str, **kwargs)
     # The prod stack file's edge as shipped (TLS, auth); dev's plain.
     overrides = {**stand_in(name, secure=stack == "prod"), **kwargs.pop("overrides", {})}
     made = engine.stack(stack, tmp_path_factory.mktemp(name), overrides=overrides,
-                        env={"PREFECT_HA_TEST_RUN": run_id}, **kwargs)
+                        env={RUN_ENV: run_id}, **kwargs)
     return made, run_id
 
 
@@ -82,7 +82,7 @@ def test_first_up_creates_every_resource_and_nginx_serves(lifecycle, docker_clie
     made = labelled(docker_client, run_id)
     reported = {n for names in outputs["containers"].values() for n in ([names] if isinstance(names, str) else names)}
     assert reported and reported <= set(made["containers"]), (outputs["containers"], made)
-    for container in docker_client.containers.list(filters={"label": f"{TEST_LABEL}={run_id}"}):
+    for container in docker_client.containers.list(filters=run_selector(run_id)):
         health = container.attrs["State"].get("Health", {}).get("Status")
         assert health in (None, "healthy"), f"{container.name}: {health}"
     # nginx answers at the URL the stack reports (health needs no credentials).

@@ -8,7 +8,7 @@ in, exits non-zero, and the gate holds back every replica.
 
 import pytest
 
-from testbed import IMAGES, TEST_LABEL, deploy, new_run_id, sweep, wait_for
+from testbed import IMAGES, TEST_LABEL, deploy, new_run_id, run_labels, sweep, wait_for
 
 pytestmark = pytest.mark.timeout(600)
 NAME = "e2efail"
@@ -16,9 +16,9 @@ PREFIX = f"prefect-ha-{NAME}"
 
 
 def initialise_volume_with_another_password(client, volume_name: str, run_id: str) -> None:
-    client.volumes.create(volume_name, labels={TEST_LABEL: run_id})
+    client.volumes.create(volume_name, labels=run_labels(run_id))
     old = client.containers.run(
-        IMAGES["postgres.image"], ["postgres"], detach=True, labels={TEST_LABEL: run_id},
+        IMAGES["postgres.image"], ["postgres"], detach=True, labels=run_labels(run_id),
         environment={"POSTGRES_USER": "prefect", "POSTGRES_PASSWORD": "an-older-password",
                      "POSTGRES_DB": "prefect", "PGDATA": "/var/lib/postgresql/data/pgdata"},
         volumes={volume_name: {"bind": "/var/lib/postgresql/data", "mode": "rw"}},

@@ -11,6 +11,7 @@ import os
 import signal
 import socket
 import subprocess
+import sys
 import tempfile
 import threading
 import time
@@ -21,11 +22,16 @@ from typing import Any
 
 import docker
 import pytest
+import pulumi_random
 import requests
 from pulumi import automation as auto
+from pulumi.type_token import get_type_token
 
 from engine import EngineStack, plain_state, shared_engine
 from harness import REPO
+
+sys.path.append(str(REPO / "testbed"))  # shared with the provider doubles' plugin processes
+from run_label import RUN_ENV, RUN_LABEL, run_labels, run_selector  # noqa: E402
 
 PREFECT_IMAGE = "prefect-ha-test/prefect:3.8.8"
 IMAGES = {
@@ -59,8 +65,9 @@ def sh(script: str) -> None:
         pytest.fail(f"testbed/{script} failed ({result.returncode}):\n{result.stderr[-4000:]}")
 
 
-TEST_LABEL = "prefect-ha-test.run"
-PASSWORD = "random:index/randomPassword:RandomPassword"
+TEST_LABEL = RUN_LABEL
+# The type the program's SDK registers its generated passwords as (and the random double serves).
+PASSWORD = get_type_token(pulumi_random.RandomPassword)
 
 
 @dataclass
@@ -80,7 +87,7 @@ class Deployment:
     def destroy(self) -> list[str]:
         """`pulumi destroy`; returns the names of this run's volumes still there."""
         self.stack.destroy()
-        return sorted(v.name for v in self.client.volumes.list(filters={"label": f"{TEST_LABEL}={self.run_id}"}))
+        return sorted(v.name for v in self.client.volumes.list(filters=run_selector(self.run_id)))
 
     @property
     def base(self) -> str:
@@ -101,7 +108,7 @@ class Deployment:
             network_mode="host",
             volumes={str(SCRIPTS): {"bind": "/e2e", "mode": "ro"}, **(volumes or {})},
             environment={**self.outputs["client_env"], **(env or {})},
-            labels={TEST_LABEL: self.run_id},
+            labels=run_labels(self.run_id),
             working_dir=workdir,
             detach=True,
         )
@@ -138,7 +145,7 @@ def deploy(client, name: str, overrides: dict | None = None, *, run_id: str | No
     config = {**stand_in(name, secure=secure), **(overrides or {})}
     port, prefix = config["proxy.port"], config["namePrefix"]
     work_dir = Path(tempfile.mkdtemp(prefix=f"prefect-ha-{name}-"))
-    stack = shared_engine().stack("prod", work_dir, overrides=config, env={"PREFECT_HA_TEST_RUN": run_id})
+    stack = shared_engine().stack("prod", work_dir, overrides=config, env={RUN_ENV: run_id})
     deployment = Deployment(stack, run_id, client, port, prefix)
     try:
         stack.up()
@@ -150,7 +157,7 @@ def deploy(client, name: str, overrides: dict | None = None, *, run_id: str | No
 
 def sweep(client: docker.DockerClient, run_id: str) -> dict[str, list[str]]:
     """Remove what is left with this run's label; returns the names found, by kind."""
-    selector = {"label": f"{TEST_LABEL}={run_id}"}
+    selector = run_selector(run_id)
     left = {"containers": [], "networks": [], "volumes": []}
     for c in client.containers.list(all=True, filters=selector):
         left["containers"].append(c.name)
@@ -244,7 +251,7 @@ def deploy_or_fail(client, name: str, overrides: dict | None = None, *, secure: 
     if error is not None:
         logs = "\n".join(
             f"--- {c.name}\n{c.logs(tail=40).decode(errors='replace')}"
-            for c in client.containers.list(all=True, filters={"label": f"{TEST_LABEL}={deployment.run_id}"})
+            for c in client.containers.list(all=True, filters=run_selector(deployment.run_id))
             if c.status != "running"
         )
         tear_down(deployment)
