@@ -72,7 +72,7 @@ def test_worker_container_runs_as_configured(stack):
     assert socket["RW"] is False
     assert info["HostConfig"]["ReadonlyRootfs"] is True
     assert info["HostConfig"]["Privileged"] is False
-    setup = stack.client.api.inspect_container(f"{stack.prefix}-work-pool")["State"]
+    setup = stack.container("work-pool").attrs["State"]
     assert setup["Status"] == "exited" and setup["ExitCode"] == 0
 
 
