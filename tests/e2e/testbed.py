@@ -205,8 +205,9 @@ def sweep(client: docker.DockerClient, run_id: str) -> dict[str, list[str]]:
     return left
 
 
-def wait_for(predicate, timeout: float, interval: float = 0.5, what: str = "condition"):
-    """Poll until predicate() is truthy; returns its value or fails naming what it waited for."""
+def wait_for(predicate, timeout: float, interval: float = 0.5, what: str = "condition", detail=None):
+    """Poll until predicate() is truthy; returns its value or fails naming what it waited for
+    (and what ``detail()`` says then, when given)."""
     deadline = time.monotonic() + timeout
     last = None
     while time.monotonic() < deadline:
@@ -217,7 +218,8 @@ def wait_for(predicate, timeout: float, interval: float = 0.5, what: str = "cond
         except (requests.RequestException, docker.errors.APIError) as err:
             last = err
         time.sleep(interval)
-    pytest.fail(f"timed out after {timeout:.0f} s waiting for {what} (last: {last!r})")
+    shown = f": {detail()}" if detail is not None else f" (last: {last!r})"
+    pytest.fail(f"timed out after {timeout:.0f} s waiting for {what}{shown}")
 
 
 class RequestLoop:
