@@ -32,7 +32,7 @@ import requests
 REPO = Path(__file__).resolve().parent.parent
 sys.path[:0] = [str(REPO), str(REPO / "tests"), str(REPO / "tests" / "e2e")]
 
-from testbed import IMAGES, RequestLoop, crash_process, deploy, free_port, tear_down  # noqa: E402
+from testbed import IMAGES, Deployment, RequestLoop, crash_process, deploy, free_port, run_labels, tear_down  # noqa: E402
 
 COMPOSE = REPO / "bench" / "seed001-compose.yml"
 
@@ -49,7 +49,7 @@ def wait_health(url: str, timeout: float = 300) -> None:
     raise TimeoutError(f"{url} did not answer 200 within {timeout:.0f} s")
 
 
-def cold_deploy_program(client) -> tuple[float, object]:
+def cold_deploy_program(client) -> tuple[float, Deployment]:
     started = time.monotonic()
     deployment, error = deploy(client, "bench")
     if error is not None:
@@ -119,17 +119,20 @@ def load(base: str, total: int, concurrency: int) -> dict:
     }
 
 
-def single_server(client, deployment) -> tuple[object, str]:
-    """One more API server of the same stack, published on the host, addressed directly."""
-    prefix = deployment.prefix
-    api1 = client.api.inspect_container(f"{prefix}-api-1")
+def single_server(deployment: Deployment) -> tuple[object, str]:
+    """One more API server of the stack, configured as its first replica, published on the host
+    (through the edge network; the backend one, which reaches Postgres and Redis, is internal)."""
+    client, networks = deployment.client, deployment.outputs["services"]["networks"]
+    api1 = deployment.container("api", replica=1).attrs
     port = free_port()
-    container = client.containers.run(
-        api1["Config"]["Image"], api1["Config"]["Cmd"], detach=True,
-        environment=api1["Config"]["Env"], network=f"{prefix}-net",
-        ports={"4200/tcp": ("127.0.0.1", port)}, labels={"prefect-ha-test.run": deployment.run_id},
-        name=f"{prefix}-bench-direct",
+    container = client.containers.create(
+        api1["Config"]["Image"], api1["Config"]["Cmd"],
+        environment=api1["Config"]["Env"], network=networks["edge"],
+        ports={"4200/tcp": ("127.0.0.1", port)}, labels=run_labels(deployment.run_id),
+        name=f"{deployment.prefix}-bench-direct",
     )
+    client.networks.get(networks["backend"]).connect(container)
+    container.start()
     base = f"http://127.0.0.1:{port}"
     wait_health(f"{base}/api/health", timeout=120)
     return container, base
@@ -148,21 +151,21 @@ def main() -> None:
 
     seed = cold_deploy_compose()
     program_seconds, deployment = cold_deploy_program(client)
-    port, prefix = deployment.port, deployment.prefix
     figures["cold_deploy_s"] = {"prefect-ha": round(program_seconds, 1), "seed001_compose": round(seed, 1),
                                 "ratio": round(program_seconds / seed, 2)}
     try:
-        base = f"http://127.0.0.1:{port}"
+        base = deployment.base
         load(base, 200, args.concurrency)  # warm-up: connections, caches
         figures["through_nginx_3_replicas"] = load(base, args.requests, args.concurrency)
-        direct, direct_base = single_server(client, deployment)
+        direct, direct_base = single_server(deployment)
         try:
             load(direct_base, 200, args.concurrency)
             figures["one_server_direct"] = load(direct_base, args.requests, args.concurrency)
         finally:
             direct.remove(force=True)
         loop = RequestLoop(base, threads=args.concurrency, limit=4000, seconds=120)
-        loop.run_while(lambda: crash_process(client, f"{prefix}-api-2"))
+        victim = deployment.container("api", replica=2).name
+        loop.run_while(lambda: crash_process(client, victim))
         figures["replica_crash_under_load"] = {"requests": loop.done, "failed": len(loop.failures)}
     finally:
         tear_down(deployment)

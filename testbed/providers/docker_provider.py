@@ -44,16 +44,20 @@ from __future__ import annotations
 
 import io
 import os
+import sys
 import tarfile
 import time
+from pathlib import Path
 from typing import Any
 
 import docker
 from docker.types import LogConfig
 
-from plugin import Resource, Unsupported, canonical, run
+# The engine starts this file as a script: its own folder is on sys.path, the test bed's is not.
+sys.path.append(str(Path(__file__).resolve().parents[1]))
 
-TEST_LABEL = "prefect-ha-test.run"
+from plugin import Resource, Unsupported, canonical, run  # noqa: E402
+from run_label import RUN_ENV, RUN_LABEL as TEST_LABEL  # noqa: E402
 
 CONTAINER_INPUTS = frozenset({
     "name", "image", "command", "envs", "labels", "logDriver", "logOpts", "restart", "healthcheck",
@@ -79,7 +83,7 @@ def client() -> docker.DockerClient:
 
 
 def test_labels() -> dict[str, str]:
-    run_id = os.environ.get("PREFECT_HA_TEST_RUN")
+    run_id = os.environ.get(RUN_ENV)
     return {TEST_LABEL: run_id} if run_id else {}
 
 

@@ -61,5 +61,7 @@ class RandomPassword(Resource):
         return "none", {**news, "result": candidate, "bcryptHash": hashed}
 
 
+RESOURCES = [RandomPassword()]
+
 if __name__ == "__main__":
-    run("random", __import__("os").environ.get("PREFECT_HA_PLUGIN_VERSION", "4.21.4"), [RandomPassword()])
+    run("random", __import__("os").environ.get("PREFECT_HA_PLUGIN_VERSION", "4.21.4"), RESOURCES)

@@ -7,13 +7,14 @@ ones that need a quiet stack, and teardown comes last.
 from __future__ import annotations
 
 import json
+import re
 import time
-from datetime import datetime
+from datetime import datetime, timedelta, timezone
 
 import pytest
 import requests
 
-from testbed import PREFECT_IMAGE, SCRIPTS, RequestLoop, crash_process, wait_for
+from testbed import PREFECT_IMAGE, SCRIPTS, TEST_LABEL, RequestLoop, crash_process, run_labels, wait_for
 
 pytestmark = pytest.mark.timeout(900)
 
@@ -73,19 +74,53 @@ def test_ui_is_told_the_public_api_url(deployment):
     assert page.status_code == 200 and "<html" in page.text.lower()
 
 
-def test_a_real_browser_loads_the_dashboard_with_data_from_the_api(deployment):
+@pytest.fixture(scope="module")
+def dashboard_runs(deployment) -> list[dict]:
+    """Flow runs for the dashboard to show, made through the public API URL: a flow of this
+    run's own, and three runs of it due ten minutes ago (the dashboard's Flow Runs card counts
+    runs by expected start time in a window that ends at the current minute), then moved on to
+    COMPLETED, COMPLETED and FAILED, so no worker or service takes them up."""
+    api = deployment.outputs["api_url"]
+    flow = requests.post(f"{api}/flows/", json={"name": f"dashboard-{deployment.run_id}"}, timeout=10)
+    assert flow.status_code in (200, 201), flow.text
+    due = (datetime.now(timezone.utc) - timedelta(minutes=10)).isoformat()
+    runs = []
+    for n, final in enumerate(["COMPLETED", "COMPLETED", "FAILED"]):
+        made = requests.post(f"{api}/flow_runs/", timeout=10, json={
+            "flow_id": flow.json()["id"], "name": f"dashboard-run-{n}",
+            "state": {"type": "SCHEDULED", "state_details": {"scheduled_time": due}}})
+        assert made.status_code == 201, made.text
+        moved = requests.post(f"{api}/flow_runs/{made.json()['id']}/set_state", timeout=10,
+                              json={"state": {"type": final}, "force": True})
+        assert moved.status_code in (200, 201) and moved.json()["status"] == "ACCEPT", moved.text
+        runs.append({**made.json(), "final": final})
+    return runs
+
+
+def test_a_real_browser_loads_the_dashboard_with_data_from_the_api(deployment, dashboard_runs):
     from ui_check import check_dashboard
 
-    # A flow run to show: the dashboard queries flow runs through the public API URL.
-    result = check_dashboard(deployment.outputs["ui_url"], deployment.outputs["api_url"], timeout_s=90)
+    # What the Flow Runs card ("Past day") should count: the API's own answer for that window.
+    api = deployment.outputs["api_url"]
+    day = {"after_": (datetime.now(timezone.utc) - timedelta(days=1)).isoformat()}
+    total = requests.post(f"{api}/flow_runs/count", json={"flow_runs": {"expected_start_time": day}}, timeout=10)
+    assert total.status_code == 200 and total.json() >= len(dashboard_runs), total.text
+    failed = next(r for r in dashboard_runs if r["final"] == "FAILED")
+    result = check_dashboard(deployment.outputs["ui_url"], api, timeout_s=90, find_in_data=failed["id"],
+                             find_on_page=re.compile(rf"^\s*{total.json()} total\s*$"))
     summary = {k: result[k] for k in ("api_requests", "failed_api_requests", "other_hosts_called",
-                                      "connection_error_shown", "dashboard_loaded", "dashboard_rendered", "title")}
+                                      "connection_error_shown", "dashboard_loaded", "dashboard_rendered",
+                                      "data_calls_with_match", "found_on_page", "title", "screenshot")}
     print(f"\n[e2e] UI: {summary}")
     assert result["dashboard_loaded"] and result["dashboard_rendered"], summary
     assert result["api_requests"] > 0, summary
     assert result["failed_api_requests"] == [], summary
     assert result["other_hosts_called"] == [], summary
     assert not result["connection_error_shown"], summary
+    # The runs made through the API reached the browser (the failed one is in the card's
+    # default Failed tab), and the card counts them.
+    assert result["data_calls_with_match"], summary
+    assert result["found_on_page"], f"the Flow Runs card does not show '{total.json()} total': {summary}"
 
 
 @pytest.fixture(scope="module")
@@ -102,7 +137,7 @@ def worker(deployment, deployed_flows):
         network_mode="host",
         volumes={str(SCRIPTS): {"bind": "/e2e", "mode": "ro"}},
         environment={"PREFECT_API_URL": deployment.outputs["api_url"]},
-        labels={"prefect-ha-test.run": deployment.run_id},
+        labels=run_labels(deployment.run_id),
         name=f"{deployment.prefix}-worker",
         detach=True,
     )
@@ -142,7 +177,7 @@ def test_background_tasks_through_nginx_are_served_with_three_replicas(deploymen
     creation, rescheduling and the subscription websocket to one replica.
     """
     storage = deployment.client.volumes.create(
-        f"{deployment.prefix}-results", labels={"prefect-ha-test.run": deployment.run_id})
+        f"{deployment.prefix}-results", labels=run_labels(deployment.run_id))
     # Deferred tasks keep their parameters in result storage, which both sides must share.
     shared = {"PREFECT_LOCAL_STORAGE_PATH": "/results", "PYTHONPATH": "/e2e"}
     volumes = {str(SCRIPTS): {"bind": "/e2e", "mode": "ro"}, storage.name: {"bind": "/results", "mode": "rw"}}
@@ -150,14 +185,14 @@ def test_background_tasks_through_nginx_are_served_with_three_replicas(deploymen
         PREFECT_IMAGE, ["prefect", "task", "serve", "bg_tasks.py:double"], working_dir="/e2e",
         network_mode="host", volumes=volumes, detach=True,
         environment={"PREFECT_API_URL": deployment.outputs["api_url"], **shared},
-        labels={"prefect-ha-test.run": deployment.run_id}, name=f"{deployment.prefix}-task-server",
+        labels=run_labels(deployment.run_id), name=f"{deployment.prefix}-task-server",
     )
     try:
         submitter = deployment.client.containers.run(
             PREFECT_IMAGE, ["python", "/e2e/submit_bg_tasks.py", "9", "120"], network_mode="host",
             volumes=volumes, detach=True,
             environment={"PREFECT_API_URL": deployment.outputs["api_url"], **shared},
-            labels={"prefect-ha-test.run": deployment.run_id},
+            labels=run_labels(deployment.run_id),
         )
         try:
             assert submitter.wait(timeout=300)["StatusCode"] == 0, submitter.logs().decode(errors="replace")[-3000:]
@@ -212,7 +247,7 @@ def test_redis_restart_scheduling_and_runs_carry_on(deployment, deployed_flows, 
 
 
 def test_teardown_leaves_nothing_but_the_retained_volume(deployment):
-    run_label = f"prefect-ha-test.run={deployment.run_id}"
+    run_label = f"{TEST_LABEL}={deployment.run_id}"
     retained = deployment.destroy()
     assert retained == [deployment.outputs["postgres_volume"]]
     program_made = {"label": [run_label, "prefect-ha.stack"]}

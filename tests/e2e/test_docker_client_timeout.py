@@ -22,7 +22,7 @@ import pytest
 from components.config import load_paths
 from components.prefect_settings import DOCKER_CLIENT_TIMEOUT, EXTRA_PIP_PACKAGES, worker_env
 from images import PREFECT_DOCKER_REQUIREMENT, PREFECT_DOCKER_VERSION, WORKER_IMAGE
-from testbed import PREFECT_IMAGE, SCRIPTS, new_run_id, sweep
+from testbed import PREFECT_IMAGE, SCRIPTS, new_run_id, run_labels, sweep
 
 HOST_SOCKET = "/var/run/docker.sock"  # the engine testbed/dockerd.sh starts
 # Nothing listens there: DockerWorker contacts no API until it is started.
@@ -60,7 +60,7 @@ def run_check(client: docker.DockerClient, image: str, env: dict[str, str], run_
             str(SCRIPTS): {"bind": "/e2e", "mode": "ro"},
         },
         network_mode="none",  # the unix socket is all it may reach (and pip has no index anyway)
-        labels={"prefect-ha-test.run": run_id},
+        labels=run_labels(run_id),
         detach=True,
     )
     try:
@@ -127,7 +127,7 @@ def test_prefect_image_alone_has_no_prefect_docker(docker_client, run_id):
         PREFECT_IMAGE,
         ["python", "-c", "import importlib.util; print(importlib.util.find_spec('prefect_docker'))"],
         network_mode="none",
-        labels={"prefect-ha-test.run": run_id},
+        labels=run_labels(run_id),
         detach=True,
     )
     try:

@@ -20,9 +20,9 @@ import pytest
 import requests
 from pulumi import automation as auto
 
-from engine import Engine, EngineStack, plain_state, shared_engine
+from engine import EngineStack, plain_state, shared_engine
 from harness import REPO, Registration
-from testbed import TEST_LABEL, new_run_id, stand_in, sweep
+from testbed import Deployment, deploy, prepare, run_selector, sweep
 from test_policy import evaluate, of
 
 
@@ -36,7 +36,7 @@ def engine(docker_client):
 
 
 def labelled(client: docker.DockerClient, run_id: str) -> dict[str, list[str]]:
-    selector = {"label": f"{TEST_LABEL}={run_id}"}
+    selector = run_selector(run_id)
     return {
         "containers": sorted(c.name for c in client.containers.list(all=True, filters=selector)),
         "networks": sorted(n.name for n in client.networks.list(filters=selector)),
@@ -44,45 +44,42 @@ def labelled(client: docker.DockerClient, run_id: str) -> dict[str, list[str]]:
     }
 
 
-def new_stack(engine: Engine, tmp_path_factory, stack: str, name: str, **kwargs) -> tuple[EngineStack, str]:
-    run_id = new_run_id(name)
-    # The prod stack file's edge as shipped (TLS, auth); dev's plain.
-    overrides = {**stand_in(name, secure=stack == "prod"), **kwargs.pop("overrides", {})}
-    made = engine.stack(stack, tmp_path_factory.mktemp(name), overrides=overrides,
-                        env={"PREFECT_HA_TEST_RUN": run_id}, **kwargs)
-    return made, run_id
+def new_stack(client: docker.DockerClient, stack: str, name: str, overrides: dict | None = None,
+              **engine_options) -> Deployment:
+    """A shipped stack file, not brought up: the prod edge as shipped (TLS, auth), dev's plain."""
+    return prepare(client, name, overrides, stack=stack, secure=stack == "prod", **engine_options)
 
 
 # --- day one, for both shipped stacks ---------------------------------------------
 
 
 @pytest.fixture(scope="module", params=["dev", "prod"])
-def lifecycle(request, engine, docker_client, tmp_path_factory):
-    stack, run_id = new_stack(engine, tmp_path_factory, request.param, f"eng{request.param}")
+def lifecycle(request, engine, docker_client) -> Deployment:
     started = time.monotonic()
+    deployment, error = deploy(docker_client, f"eng{request.param}", stack=request.param,
+                               secure=request.param == "prod")
+    if error is not None:
+        sweep(docker_client, deployment.run_id)
+        pytest.fail(f"{request.param}: first `pulumi up` failed:\n{str(error)[-6000:]}")
+    print(f"\n[engine] {request.param}: first up in {time.monotonic() - started:.1f} s, "
+          f"{deployment.up_result.summary.resource_changes}")
+    yield deployment
     try:
-        result = stack.up()
-    except auto.CommandError as err:
-        sweep(docker_client, run_id)
-        pytest.fail(f"{request.param}: first `pulumi up` failed:\n{str(err)[-6000:]}")
-    print(f"\n[engine] {request.param}: first up in {time.monotonic() - started:.1f} s, {result.summary.resource_changes}")
-    yield request.param, stack, run_id, result
-    try:
-        stack.destroy()
+        deployment.stack.destroy()
     except auto.CommandError:
         pass  # the destroy test reports its own failure; this only tidies up
-    sweep(docker_client, run_id)
+    sweep(docker_client, deployment.run_id)
 
 
 def test_first_up_creates_every_resource_and_nginx_serves(lifecycle, docker_client):
-    name, stack, run_id, result = lifecycle
+    result = lifecycle.up_result
     assert result.summary.result == "succeeded"
     assert set(result.summary.resource_changes) == {"create"}
-    outputs = stack.outputs()
-    made = labelled(docker_client, run_id)
+    outputs = lifecycle.outputs
+    made = labelled(docker_client, lifecycle.run_id)
     reported = {n for names in outputs["containers"].values() for n in ([names] if isinstance(names, str) else names)}
     assert reported and reported <= set(made["containers"]), (outputs["containers"], made)
-    for container in docker_client.containers.list(filters={"label": f"{TEST_LABEL}={run_id}"}):
+    for container in (c for c in lifecycle.containers() if c.status == "running"):
         health = container.attrs["State"].get("Health", {}).get("Status")
         assert health in (None, "healthy"), f"{container.name}: {health}"
     # nginx answers at the URL the stack reports (health needs no credentials).
@@ -91,13 +88,12 @@ def test_first_up_creates_every_resource_and_nginx_serves(lifecycle, docker_clie
 
 
 def test_preview_right_after_up_shows_no_change(lifecycle):
-    _, stack, _, _ = lifecycle
-    preview = stack.preview(expect_no_changes=True, diff=True)
+    preview = lifecycle.stack.preview(expect_no_changes=True, diff=True)
     assert set(preview.change_summary) == {"same"}, preview.change_summary
 
 
 def test_refresh_reads_back_what_was_written_and_then_no_change(lifecycle):
-    _, stack, _, _ = lifecycle
+    stack = lifecycle.stack
     refreshed = stack.refresh()
     assert set(refreshed.summary.resource_changes) == {"same"}, refreshed.summary.resource_changes
     preview = stack.preview(expect_no_changes=True, diff=True)
@@ -125,8 +121,7 @@ def engine_resources(stack: EngineStack) -> list[Registration]:
 def test_policy_pack_judges_what_the_engine_sends(lifecycle):
     """The engine gives each named-volume mount "hostPath": "" (the pack once took
     that for a bind mount and so never checked the Postgres volume)."""
-    name, stack, _, _ = lifecycle
-    resources = engine_resources(stack)
+    resources = engine_resources(lifecycle.stack)
     postgres = next(r for r in resources if r.type.endswith("container:Container")
                     and {"label": "prefect-ha.component", "value": "postgres"} in r.inputs["labels"])
     assert [m["hostPath"] for m in postgres.inputs["volumes"]] == [""], postgres.inputs["volumes"]
@@ -141,11 +136,11 @@ def test_policy_pack_judges_what_the_engine_sends(lifecycle):
 
 
 def test_destroy_keeps_the_postgres_volume_and_nothing_else(lifecycle, docker_client):
-    name, stack, run_id, _ = lifecycle
-    volume = stack.outputs()["postgres_volume"]
+    stack = lifecycle.stack
+    volume = lifecycle.outputs["postgres_volume"]
     stack.destroy()
     assert stack.state().get("resources", []) == []
-    assert labelled(docker_client, run_id) == {"containers": [], "networks": [], "volumes": [volume]}
+    assert labelled(docker_client, lifecycle.run_id) == {"containers": [], "networks": [], "volumes": [volume]}
 
 
 # --- bad config: refused before any resource, with the key and the value -----------
@@ -163,9 +158,10 @@ BAD_CONFIG = {
 
 
 @pytest.mark.parametrize("case", list(BAD_CONFIG))
-def test_bad_config_is_refused_before_any_resource(case, engine, docker_client, tmp_path_factory):
+def test_bad_config_is_refused_before_any_resource(case, engine, docker_client):
     overrides, literal, expected = BAD_CONFIG[case]
-    stack, run_id = new_stack(engine, tmp_path_factory, "dev", f"bad-{case}", overrides=overrides, literal=literal)
+    deployment = new_stack(docker_client, "dev", f"bad-{case}", overrides, literal=literal)
+    stack, run_id = deployment.stack, deployment.run_id
     try:
         with pytest.raises(auto.CommandError) as refused:
             stack.up()
@@ -180,8 +176,8 @@ def test_bad_config_is_refused_before_any_resource(case, engine, docker_client, 
         sweep(docker_client, run_id)
 
 
-def test_a_secret_set_with_path_stays_secret(engine, tmp_path_factory):
-    stack, _ = new_stack(engine, tmp_path_factory, "prod", "secretpath", secrets={"tls.key": "not-a-real-key"})
+def test_a_secret_set_with_path_stays_secret(engine, docker_client):
+    stack = new_stack(docker_client, "prod", "secretpath", secrets={"tls.key": "not-a-real-key"}).stack
     stored = stack.stack_file()["config"]["prefect-ha:tls"]["key"]
     assert set(stored) == {"secure"} and "not-a-real-key" not in stored["secure"], stored
     value = stack.stack.get_config("tls.key", path=True)
@@ -220,8 +216,8 @@ def self_signed_pair(host: str) -> tuple[str, str]:
                               serialization.NoEncryption()).decode())
 
 
-def test_the_readme_config_commands_work_as_written(engine, tmp_path_factory):
-    stack, _ = new_stack(engine, tmp_path_factory, "prod", "readme")
+def test_the_readme_config_commands_work_as_written(engine, docker_client):
+    stack = new_stack(docker_client, "prod", "readme").stack
     cert, key = self_signed_pair("prefect.example.com")
     (stack.work_dir / "fullchain.pem").write_text(cert)
     (stack.work_dir / "privkey.pem").write_text(key)
@@ -243,9 +239,9 @@ def test_the_readme_config_commands_work_as_written(engine, tmp_path_factory):
 
 
 def test_prod_with_retain_volume_false_is_a_policy_violation_and_destroy_deletes_the_volume(
-        engine, docker_client, tmp_path_factory):
-    stack, run_id = new_stack(engine, tmp_path_factory, "prod", "engnoretain",
-                              overrides={"postgres.retainVolume": False})
+        engine, docker_client):
+    deployment = new_stack(docker_client, "prod", "engnoretain", {"postgres.retainVolume": False})
+    stack, run_id = deployment.stack, deployment.run_id
     try:
         stack.up()
         volume = stack.outputs()["postgres_volume"]

@@ -8,7 +8,7 @@ in, exits non-zero, and the gate holds back every replica.
 
 import pytest
 
-from testbed import IMAGES, TEST_LABEL, deploy, new_run_id, sweep, wait_for
+from testbed import COMPONENT_LABEL, IMAGES, deploy, new_run_id, run_labels, sweep, wait_for
 
 pytestmark = pytest.mark.timeout(600)
 NAME = "e2efail"
@@ -16,9 +16,9 @@ PREFIX = f"prefect-ha-{NAME}"
 
 
 def initialise_volume_with_another_password(client, volume_name: str, run_id: str) -> None:
-    client.volumes.create(volume_name, labels={TEST_LABEL: run_id})
+    client.volumes.create(volume_name, labels=run_labels(run_id))
     old = client.containers.run(
-        IMAGES["postgres.image"], ["postgres"], detach=True, labels={TEST_LABEL: run_id},
+        IMAGES["postgres.image"], ["postgres"], detach=True, labels=run_labels(run_id),
         environment={"POSTGRES_USER": "prefect", "POSTGRES_PASSWORD": "an-older-password",
                      "POSTGRES_DB": "prefect", "PGDATA": "/var/lib/postgresql/data/pgdata"},
         volumes={volume_name: {"bind": "/var/lib/postgresql/data", "mode": "rw"}},
@@ -40,12 +40,13 @@ def test_failed_migration_stops_the_deployment_before_any_api_container(docker_c
         assert error is not None, "pulumi up succeeded over a volume with another password"
         assert f"{prefix}-migrate exited with code 1" in str(error), str(error)[-3000:]
         assert "Traceback" not in str(error), str(error)[-3000:]
-        logs = docker_client.containers.get(f"{prefix}-migrate").logs().decode(errors="replace")
+        logs = deployment.container("migration").logs().decode(errors="replace")
         assert "password authentication failed" in logs, logs[-2000:]
-        ours = {c.name: c for c in docker_client.containers.list(all=True, filters={"label": f"{TEST_LABEL}={run_id}"})}
-        assert set(ours) == {f"{prefix}-postgres", f"{prefix}-redis", f"{prefix}-migrate"}, sorted(ours)
-        assert ours[f"{prefix}-migrate"].attrs["State"]["ExitCode"] == 1
-        assert not any("-api-" in name or "-services-" in name or name.endswith("-nginx") for name in ours)
+        # Everything of this run, by the component each container says it is.
+        ours = {c.name: c.labels.get(COMPONENT_LABEL) for c in deployment.containers()}
+        assert sorted(ours.values()) == ["migration", "postgres", "redis"], ours
+        assert deployment.container("migration").attrs["State"]["ExitCode"] == 1
+        assert not any(deployment.containers(c) for c in ("api", "services", "proxy")), ours
     finally:
         deployment.stack.destroy()
         left = sweep(docker_client, run_id)

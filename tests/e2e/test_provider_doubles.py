@@ -5,20 +5,26 @@ from __future__ import annotations
 
 import sys
 
+import pulumi_docker
+import pulumi_random
+import pulumi_tls
 import pytest
+from pulumi.type_token import get_type_token
 
 from harness import REPO
-from testbed import IMAGES, new_run_id
+from testbed import IMAGES, RUN_ENV, new_run_id
 
 sys.path.insert(0, str(REPO / "testbed" / "providers"))
 import docker_provider as dp  # noqa: E402
+import random_provider  # noqa: E402
+import tls_provider  # noqa: E402
 
 IMAGE = IMAGES["proxy.image"]
 
 
 @pytest.fixture
 def container(docker_client, monkeypatch):
-    monkeypatch.setenv("PREFECT_HA_TEST_RUN", new_run_id("double"))
+    monkeypatch.setenv(RUN_ENV, new_run_id("double"))
     made = []
 
     def create(**inputs):
@@ -66,3 +72,15 @@ def test_a_stopped_container_that_must_run_is_removed_and_dropped(container, doc
 ])
 def test_durations_are_spelled_as_go_prints_them(nanos, go):
     assert dp.go_duration(nanos) == go
+
+
+# Each double keeps its type tokens itself (the tls one takes them from tests/tls_mocks.py, whose
+# tls_state is keyed by them): they must be the tokens the program's SDKs register resources as.
+@pytest.mark.parametrize("double, sdk_types", [
+    (dp, [pulumi_docker.Network, pulumi_docker.Volume, pulumi_docker.Container]),
+    (random_provider, [pulumi_random.RandomPassword]),
+    (tls_provider, [pulumi_tls.PrivateKey, pulumi_tls.CertRequest, pulumi_tls.SelfSignedCert,
+                    pulumi_tls.LocallySignedCert]),
+], ids=["docker", "random", "tls"])
+def test_each_double_serves_the_types_the_sdk_registers(double, sdk_types):
+    assert sorted(r.token for r in double.RESOURCES) == sorted(get_type_token(t) for t in sdk_types)

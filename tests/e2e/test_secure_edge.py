@@ -16,7 +16,7 @@ import requests
 
 from components.config import load_config
 from harness import stack_config
-from testbed import TEST_LABEL, deploy_or_fail, tear_down
+from testbed import COMPONENT_LABEL, deploy_or_fail, tear_down
 
 pytestmark = pytest.mark.timeout(900)
 
@@ -121,7 +121,7 @@ def test_rate_limit_answers_429_above_the_burst_and_passes_within_it(secure):
 def test_no_secret_in_any_containers_command_entrypoint_or_labels(secure):
     secrets = secure.passwords()
     assert len(secrets) == 3  # Postgres, Redis, API credentials
-    containers = secure.client.containers.list(all=True, filters={"label": f"{TEST_LABEL}={secure.run_id}"})
+    containers = secure.containers()
     assert len(containers) >= 6
     for container in containers:
         config = container.attrs["Config"]
@@ -158,18 +158,17 @@ def test_postgres_and_redis_have_no_host_ports_and_no_way_out(secure):
     nginx_ip = client.api.inspect_container(names["proxy"])["NetworkSettings"]["Networks"][edge.name]["IPAddress"]
     assert not probe(client, names["postgres"], nginx_ip, 8443), "postgres reached the edge network"
     assert probe(client, names["postgres"], "redis", 6379), "control: the backend itself works"
-    published = [c.name for c in client.containers.list(filters={"label": f"{TEST_LABEL}={secure.run_id}"})
-                 if c.attrs["HostConfig"]["PortBindings"]]
+    published = [c.name for c in secure.containers() if c.status == "running" and c.attrs["HostConfig"]["PortBindings"]]
     assert published == [names["proxy"]]
 
 
 def test_every_container_is_hardened_as_docker_sees_it(secure):
-    for container in secure.client.containers.list(all=True, filters={"label": f"{TEST_LABEL}={secure.run_id}"}):
+    for container in secure.containers():
         host = container.attrs["HostConfig"]
         assert host["Privileged"] is False, container.name
         assert "no-new-privileges:true" in (host["SecurityOpt"] or []), container.name
         assert host["CapDrop"] == ["ALL"], container.name
-        if any(container.name.endswith(s) for s in ("-nginx", "-api-1", "-api-2", "-services-1")):
+        if container.labels.get(COMPONENT_LABEL) in ("proxy", "api", "services"):
             assert host["ReadonlyRootfs"] is True, container.name
             assert container.status == "running", container.name
 

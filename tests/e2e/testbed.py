@@ -1,8 +1,11 @@
 """The real-Docker test bed: shared pieces of the end-to-end tests.
 
-Deployments are `pulumi up` of the prod stack file by the real Pulumi engine
-with the provider-plugin doubles (tests/engine.py); client scripts run in the
-Prefect stand-in image on the host network, against the stack's outputs.
+Deployments are `pulumi up` of a shipped stack file (prod unless told otherwise)
+by the real Pulumi engine with the provider-plugin doubles (tests/engine.py); each
+is a `Deployment`, whatever made it (prepare, deploy, deploy_or_fail). Everything a
+test run makes carries its run label (testbed/run_label.py); the program's own
+containers are found by their component label within it. Client scripts run in
+the Prefect stand-in image on the host network, against the stack's outputs.
 """
 
 from __future__ import annotations
@@ -11,6 +14,7 @@ import os
 import signal
 import socket
 import subprocess
+import sys
 import tempfile
 import threading
 import time
@@ -21,11 +25,17 @@ from typing import Any
 
 import docker
 import pytest
+import pulumi_random
 import requests
 from pulumi import automation as auto
+from pulumi.type_token import get_type_token
 
+from components.docker_common import LABEL_PREFIX
 from engine import EngineStack, plain_state, shared_engine
 from harness import REPO
+
+sys.path.append(str(REPO / "testbed"))  # shared with the provider doubles' plugin processes
+from run_label import RUN_ENV, RUN_LABEL, run_labels, run_selector  # noqa: E402
 
 PREFECT_IMAGE = "prefect-ha-test/prefect:3.8.8"
 IMAGES = {
@@ -59,18 +69,36 @@ def sh(script: str) -> None:
         pytest.fail(f"testbed/{script} failed ({result.returncode}):\n{result.stderr[-4000:]}")
 
 
-TEST_LABEL = "prefect-ha-test.run"
-PASSWORD = "random:index/randomPassword:RandomPassword"
+TEST_LABEL = RUN_LABEL
+# The type the program's SDK registers its generated passwords as (and the random double serves).
+PASSWORD = get_type_token(pulumi_random.RandomPassword)
+# The label that says which of the program's components a container is.
+COMPONENT_LABEL = f"{LABEL_PREFIX}.component"
+
+
+def run_containers(client: docker.DockerClient, run_id: str, component: str | None = None,
+                   **labels: str) -> list:
+    """The containers (running or not) of the run `run_id`; with `component`, only the program's
+    containers of that component (its prefect-ha.component label: api, services, proxy,
+    postgres, redis, migration, work-pool, worker), and with `replica=N` that replica."""
+    wanted = [f"{RUN_LABEL}={run_id}"]
+    if component is not None:
+        wanted.append(f"{COMPONENT_LABEL}={component}")
+    wanted += [f"{LABEL_PREFIX}.{key}={value}" for key, value in labels.items()]
+    return sorted(client.containers.list(all=True, filters={"label": wanted}), key=lambda c: c.name)
 
 
 @dataclass
 class Deployment:
+    """A stack of the program for one test run: what `prepare` set up and `deploy` brought up."""
+
     stack: EngineStack
     run_id: str
     client: docker.DockerClient
     port: int
     prefix: str
     outputs: dict[str, Any] = field(default_factory=dict)
+    up_result: auto.UpResult | None = None  # of the `pulumi up` deploy() ran, when it succeeded
 
     def passwords(self) -> list[str]:
         """The generated passwords, from the stack's state."""
@@ -80,14 +108,21 @@ class Deployment:
     def destroy(self) -> list[str]:
         """`pulumi destroy`; returns the names of this run's volumes still there."""
         self.stack.destroy()
-        return sorted(v.name for v in self.client.volumes.list(filters={"label": f"{TEST_LABEL}={self.run_id}"}))
+        return sorted(v.name for v in self.client.volumes.list(filters=run_selector(self.run_id)))
 
     @property
     def base(self) -> str:
         return f"http://127.0.0.1:{self.port}"
 
-    def container(self, suffix: str):
-        return self.client.containers.get(f"{self.prefix}-{suffix}")
+    def containers(self, component: str | None = None, **labels: str) -> list:
+        """This run's containers, or the program's of one component (see run_containers)."""
+        return run_containers(self.client, self.run_id, component, **labels)
+
+    def container(self, component: str, replica: int | None = None):
+        """The one container of `component` (of its replica `replica`), found by its labels."""
+        found = self.containers(component, **({} if replica is None else {"replica": str(replica)}))
+        assert len(found) == 1, f"{component} replica {replica}: {[c.name for c in found]}"
+        return found[0]
 
     def prefect(self, script: str, *args: str, timeout: int = 300, env: dict | None = None,
                 image: str = PREFECT_IMAGE, command: list[str] | None = None, workdir: str | None = None,
@@ -101,7 +136,7 @@ class Deployment:
             network_mode="host",
             volumes={str(SCRIPTS): {"bind": "/e2e", "mode": "ro"}, **(volumes or {})},
             environment={**self.outputs["client_env"], **(env or {})},
-            labels={TEST_LABEL: self.run_id},
+            labels=run_labels(self.run_id),
             working_dir=workdir,
             detach=True,
         )
@@ -129,28 +164,34 @@ def stand_in(name: str, *, secure: bool) -> dict[str, Any]:
     return {**IMAGES, "namePrefix": f"prefect-ha-{name}", "proxy.port": port, "waitTimeout": 180, **edge}
 
 
-def deploy(client, name: str, overrides: dict | None = None, *, run_id: str | None = None,
-           secure: bool = False) -> tuple[Deployment, auto.CommandError | None]:
-    """`pulumi up` of the prod stack file with stand-in images on free ports.
-    ``secure`` keeps its edge as shipped (TLS with a redirect port, auth, CSRF,
-    rate limit). Returns the deployment and the error `up` stopped with, if any."""
+def prepare(client, name: str, overrides: dict | None = None, *, stack: str = "prod", secure: bool = False,
+            run_id: str | None = None, **engine_options) -> Deployment:
+    """A new stack ``stack`` (a shipped stack file) with stand-in images on free ports, not
+    brought up yet. ``secure`` keeps the prod edge as shipped (TLS with a redirect port, auth,
+    CSRF, rate limit); ``engine_options`` go to Engine.stack (secrets, literal, stack_file)."""
     run_id = run_id or new_run_id(name)
     config = {**stand_in(name, secure=secure), **(overrides or {})}
-    port, prefix = config["proxy.port"], config["namePrefix"]
     work_dir = Path(tempfile.mkdtemp(prefix=f"prefect-ha-{name}-"))
-    stack = shared_engine().stack("prod", work_dir, overrides=config, env={"PREFECT_HA_TEST_RUN": run_id})
-    deployment = Deployment(stack, run_id, client, port, prefix)
+    made = shared_engine().stack(stack, work_dir, overrides=config, env={RUN_ENV: run_id}, **engine_options)
+    return Deployment(made, run_id, client, config["proxy.port"], config["namePrefix"])
+
+
+def deploy(client, name: str, overrides: dict | None = None, *, stack: str = "prod", secure: bool = False,
+           run_id: str | None = None) -> tuple[Deployment, auto.CommandError | None]:
+    """`pulumi up` of a prepared stack (the prod stack file unless ``stack`` says otherwise).
+    Returns the deployment and the error `up` stopped with, if any."""
+    deployment = prepare(client, name, overrides, stack=stack, secure=secure, run_id=run_id)
     try:
-        stack.up()
+        deployment.up_result = deployment.stack.up()
     except auto.CommandError as err:
         return deployment, err
-    deployment.outputs = stack.outputs()
+    deployment.outputs = deployment.stack.outputs()
     return deployment, None
 
 
 def sweep(client: docker.DockerClient, run_id: str) -> dict[str, list[str]]:
     """Remove what is left with this run's label; returns the names found, by kind."""
-    selector = {"label": f"{TEST_LABEL}={run_id}"}
+    selector = run_selector(run_id)
     left = {"containers": [], "networks": [], "volumes": []}
     for c in client.containers.list(all=True, filters=selector):
         left["containers"].append(c.name)
@@ -164,8 +205,9 @@ def sweep(client: docker.DockerClient, run_id: str) -> dict[str, list[str]]:
     return left
 
 
-def wait_for(predicate, timeout: float, interval: float = 0.5, what: str = "condition"):
-    """Poll until predicate() is truthy; returns its value or fails naming what it waited for."""
+def wait_for(predicate, timeout: float, interval: float = 0.5, what: str = "condition", detail=None):
+    """Poll until predicate() is truthy; returns its value or fails naming what it waited for
+    (and what ``detail()`` says then, when given)."""
     deadline = time.monotonic() + timeout
     last = None
     while time.monotonic() < deadline:
@@ -176,7 +218,8 @@ def wait_for(predicate, timeout: float, interval: float = 0.5, what: str = "cond
         except (requests.RequestException, docker.errors.APIError) as err:
             last = err
         time.sleep(interval)
-    pytest.fail(f"timed out after {timeout:.0f} s waiting for {what} (last: {last!r})")
+    shown = f": {detail()}" if detail is not None else f" (last: {last!r})"
+    pytest.fail(f"timed out after {timeout:.0f} s waiting for {what}{shown}")
 
 
 class RequestLoop:
@@ -237,15 +280,15 @@ def crash_process(client: docker.DockerClient, name: str) -> None:
     os.kill(pid, signal.SIGKILL)
 
 
-def deploy_or_fail(client, name: str, overrides: dict | None = None, *, secure: bool = False) -> Deployment:
+def deploy_or_fail(client, name: str, overrides: dict | None = None, *, stack: str = "prod",
+                   secure: bool = False) -> Deployment:
     """deploy(), or fail the test with the engine's output and the containers' logs
     after removing what was made."""
-    deployment, error = deploy(client, name, overrides, secure=secure)
+    deployment, error = deploy(client, name, overrides, stack=stack, secure=secure)
     if error is not None:
         logs = "\n".join(
             f"--- {c.name}\n{c.logs(tail=40).decode(errors='replace')}"
-            for c in client.containers.list(all=True, filters={"label": f"{TEST_LABEL}={deployment.run_id}"})
-            if c.status != "running"
+            for c in deployment.containers() if c.status != "running"
         )
         tear_down(deployment)
         pytest.fail(f"deployment failed:\n{str(error)[-6000:]}\n{logs}")
