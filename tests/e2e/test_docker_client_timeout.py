@@ -40,7 +40,7 @@ def run_id(docker_client):
 def program_env(overrides: dict[str, str], *, drop: tuple[str, ...] = ()) -> dict[str, str]:
     """The worker container's environment as the program builds it for this config."""
     config = load_paths({"worker.enabled": "true", **overrides})
-    entries = worker_env(config, API_URL)
+    entries = worker_env(config.worker, timezone=config.timezone, log_level=config.prefect.log_level, api_url=API_URL)
     assert all(isinstance(e, str) for e in entries), entries  # no secrets without auth
     env = dict(e.split("=", 1) for e in entries)
     for name in drop:

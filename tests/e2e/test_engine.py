@@ -23,7 +23,7 @@ from pulumi import automation as auto
 from engine import EngineStack, plain_state, shared_engine
 from harness import REPO, Registration
 from testbed import Deployment, deploy, prepare, run_selector, sweep
-from test_policy import evaluate, of
+from policy_support import evaluate, of
 
 
 

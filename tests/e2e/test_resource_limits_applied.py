@@ -5,11 +5,10 @@ import pytest
 from pulumi import automation as auto
 
 from components.config import load_paths, size_in_mb
-from testbed import TEST_LABEL, deploy_or_fail, tear_down
+from testbed import COMPONENT_LABEL, deploy_or_fail, tear_down
 
 pytestmark = pytest.mark.timeout(900)
 MIB = 1024 * 1024
-COMPONENT = "prefect-ha.component"
 GROUP_OF = {"postgres": "postgres", "redis": "redis", "migration": "migration", "api": "api",
             "services": "services", "proxy": "proxy"}
 OVERRIDES = {"api.cpuLimit": "0.5", "api.memoryLimit": "640m"}
@@ -22,14 +21,10 @@ def limited(docker_client):
     tear_down(deployment)
 
 
-def host_configs(deployment, component: str | None = None) -> dict[str, dict]:
-    """Container ID -> (component, HostConfig) of this run's containers."""
-    filters = [f"{TEST_LABEL}={deployment.run_id}"] + ([f"{COMPONENT}={component}"] if component else [])
-    found = {}
-    for c in deployment.client.containers.list(all=True, filters={"label": filters}):
-        if COMPONENT in c.labels:
-            found[c.id] = (c.labels[COMPONENT], c.attrs["HostConfig"])
-    return found
+def host_configs(deployment, component: str | None = None) -> dict[str, tuple[str, dict]]:
+    """Container ID -> (component, HostConfig) of the program's containers in this run."""
+    return {c.id: (c.labels[COMPONENT_LABEL], c.attrs["HostConfig"])
+            for c in deployment.containers(component) if COMPONENT_LABEL in c.labels}
 
 
 def test_every_container_runs_with_its_groups_caps(limited):

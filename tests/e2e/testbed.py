@@ -30,7 +30,7 @@ import requests
 from pulumi import automation as auto
 from pulumi.type_token import get_type_token
 
-from components.docker_common import LABEL_PREFIX
+from components.docker_common import COMPONENT_LABEL, LABEL_PREFIX
 from engine import EngineStack, plain_state, shared_engine
 from harness import REPO
 
@@ -72,8 +72,6 @@ def sh(script: str) -> None:
 TEST_LABEL = RUN_LABEL
 # The type the program's SDK registers its generated passwords as (and the random double serves).
 PASSWORD = get_type_token(pulumi_random.RandomPassword)
-# The label that says which of the program's components a container is.
-COMPONENT_LABEL = f"{LABEL_PREFIX}.component"
 
 
 def run_containers(client: docker.DockerClient, run_id: str, component: str | None = None,
