@@ -73,7 +73,8 @@ def healthcheck(
 
 def labels(stack: str, component: str, **extra: pulumi.Input[str]) -> list[docker.ContainerLabelArgs]:
     """Labels that say which stack and component a container belongs to."""
-    values = {STACK_LABEL: stack, COMPONENT_LABEL: component, **{f"{LABEL_PREFIX}.{k}": v for k, v in extra.items()}}
+    values = {STACK_LABEL: stack, COMPONENT_LABEL: component}
+    values.update({f"{LABEL_PREFIX}.{key}": value for key, value in extra.items()})
     return [docker.ContainerLabelArgs(label=key, value=value) for key, value in values.items()]
 
 

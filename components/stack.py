@@ -78,7 +78,7 @@ class PrefectHa(StackComponent):
             redis_port=rd.PORT,
             database_url=self.postgres.url,
             docket_url=self.redis.url(REDIS_DOCKET_DB),
-            redis_password=self.secrets.redis_password,
+            redis_password=self.redis.password,
             auth_string=self.secrets.auth_string if auth.checked_by_prefect else None,
         )
         data_stores = [self.postgres.container, self.redis.container]

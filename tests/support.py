@@ -88,3 +88,12 @@ def assert_counts(source: Run | Iterable[Registration], expected: dict[str, int]
 def env_of(reg: Registration) -> dict[str, str]:
     """A container registration's env list (``KEY=value`` entries) as a dict."""
     return dict(entry.split("=", 1) for entry in reg.inputs.get("envs") or [])
+
+
+# --- resource limits ---------------------------------------------------------------------------
+
+# component label -> the config group whose memoryLimit/cpuLimit its containers take
+LIMITS_GROUP = {
+    "postgres": "postgres", "redis": "redis", "migration": "migration", "api": "api",
+    "services": "services", "proxy": "proxy", "worker": "worker", "work-pool": "worker",
+}

@@ -4,13 +4,7 @@ import pytest
 
 from components.config import load_paths, size_in_mb
 from harness import run_program
-from support import component_of
-
-# component label -> the config group whose memoryLimit/cpuLimit it takes
-GROUP_OF = {
-    "postgres": "postgres", "redis": "redis", "migration": "migration", "api": "api",
-    "services": "services", "proxy": "proxy", "worker": "worker", "work-pool": "worker",
-}
+from support import LIMITS_GROUP, component_of
 
 
 def test_every_container_has_its_groups_memory_cap_without_swap_and_its_cpu_cap(stack_run):
@@ -19,7 +13,7 @@ def test_every_container_has_its_groups_memory_cap_without_swap_and_its_cpu_cap(
     seen = set()
     for name, reg in run.containers().items():
         component = component_of(reg)
-        group = getattr(config, GROUP_OF[component])
+        group = getattr(config, LIMITS_GROUP[component])
         seen.add(component)
         assert reg.inputs["memory"] == size_in_mb(group.memory_limit), name
         assert reg.inputs["memorySwap"] == reg.inputs["memory"], f"{name}: swap beyond the cap"

@@ -2,16 +2,18 @@
 
 from __future__ import annotations
 
-import re
 from typing import Annotated
 
-from pydantic import Field, field_validator
+from pydantic import Field
 
 from ..images import leading_major
 from .base import Group, cpu_limit, memory_limit
-from .types import Cpus, HostPort, MemorySize, PinnedImage, major_at_least
+from .types import Cpus, HostPort, MemorySize, PinnedImage, checked, major_at_least, matching
 
 POSTGRES_MIN_MAJOR = 14
+PgIdentifier = Annotated[
+    str, matching(r"[a-z_][a-z0-9_]{0,62}", "must be a lower-case Postgres identifier (letters, digits, _), got {!r}")
+]
 REDIS_MIN_MAJOR = 7
 
 
@@ -19,29 +21,17 @@ class PostgresConfig(Group):
     image: Annotated[PinnedImage, major_at_least(POSTGRES_MIN_MAJOR, "postgres:16.6", "Postgres", "Prefect needs 14.9+")] = Field(
         "postgres:16.6", description="Postgres image; tag starts with the major version (>= 14)."
     )
-    user: str = Field("prefect", description="Postgres role Prefect connects as.")
-    database: str = Field("prefect", description="Postgres database name.")
+    user: PgIdentifier = Field("prefect", description="Postgres role Prefect connects as.")
+    database: PgIdentifier = Field("prefect", description="Postgres database name.")
     host_port: HostPort = Field(0, description="Host port to publish Postgres on; 0 keeps it private to the network.")
-    max_connections: int = Field(
+    max_connections: Annotated[
+        int, checked(lambda v: v == 0 or v >= 20, "must be 0 (sized automatically) or >= 20, got {}")
+    ] = Field(
         0, description="Postgres max_connections; 0 sizes it from the replica counts (at least 100)."
     )
     retain_volume: bool = Field(True, description="Keep the data volume when the stack is destroyed.")
     memory_limit: MemorySize = memory_limit("1g", "Postgres")
     cpu_limit: Cpus = cpu_limit("", "Postgres")
-
-    @field_validator("user", "database")
-    @classmethod
-    def _identifier(cls, value: str) -> str:
-        if not re.fullmatch(r"[a-z_][a-z0-9_]{0,62}", value):
-            raise ValueError(f"must be a lower-case Postgres identifier (letters, digits, _), got {value!r}")
-        return value
-
-    @field_validator("max_connections")
-    @classmethod
-    def _max_connections(cls, value: int) -> int:
-        if value != 0 and value < 20:
-            raise ValueError(f"must be 0 (sized automatically) or >= 20, got {value}")
-        return value
 
     @property
     def major(self) -> int:

@@ -11,7 +11,7 @@ from urllib.parse import urlsplit
 from pydantic import Field, SecretStr, field_validator, model_validator
 
 from .base import Group, cpu_limit, memory_limit
-from .types import Cpus, HostPort, MemorySize, NginxSize, PinnedImage, Port, checked, one_of
+from .types import Cpus, HostPort, MemorySize, NginxSize, PinnedImage, Port, checked, matching, one_of
 
 # Where Prefect serves its API, under any base URL.
 API_PATH = "/api"
@@ -155,7 +155,9 @@ class AuthConfig(Group):
         "none",
         description="Who checks credentials: none, prefect (the Prefect server's own basic auth) or nginx (basic auth at the proxy); never both.",
     )
-    username: str = Field("prefect", description="User name of the generated credentials.")
+    username: Annotated[
+        str, matching(r"[A-Za-z0-9_.-]{1,64}", "must be 1-64 letters, digits, '.', '_' or '-' (no ':'), got {!r}")
+    ] = Field("prefect", description="User name of the generated credentials.")
 
     @field_validator("mode", mode="before")
     @classmethod
@@ -167,13 +169,6 @@ class AuthConfig(Group):
                 f"must be one of {', '.join(AUTH_MODES)}, got {value!r}: prefect and nginx auth cannot "
                 "be combined, both use the Authorization header"
             )
-        return value
-
-    @field_validator("username")
-    @classmethod
-    def _username(cls, value: str) -> str:
-        if not re.fullmatch(r"[A-Za-z0-9_.-]{1,64}", value):
-            raise ValueError(f"must be 1-64 letters, digits, '.', '_' or '-' (no ':'), got {value!r}")
         return value
 
     @property

@@ -3,7 +3,6 @@ services, the migration job and the Docker workers."""
 
 from __future__ import annotations
 
-import re
 from typing import Annotated, Literal
 from urllib.parse import urlsplit
 
@@ -11,7 +10,7 @@ from pydantic import Field, field_validator
 
 from .base import Group, cpu_limit, memory_limit
 from .edge import API_PATH
-from .types import Cpus, DockerNetwork, MemorySize, OptionalPinnedImage, PinnedImage, checked, one_of
+from .types import Cpus, DockerNetwork, MemorySize, OptionalPinnedImage, PinnedImage, checked, matching, one_of
 
 LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")
 LogLevel = Annotated[Literal[LOG_LEVELS], one_of(LOG_LEVELS, str.upper)]  # type: ignore[valid-type]
@@ -29,7 +28,9 @@ class PrefectConfig(Group):
 
 class ApiConfig(Group):
     replicas: int = Field(1, ge=1, le=20, description="Number of API server containers behind nginx.")
-    keepalive_timeout: int = Field(
+    keepalive_timeout: Annotated[
+        int, checked(lambda v: v > 60, "must be > 60 seconds (nginx keeps upstream connections 60 s), got {}")
+    ] = Field(
         75,
         description="Seconds the API keeps idle HTTP connections; above nginx's upstream keepalive_timeout (60 s).",
     )
@@ -39,13 +40,6 @@ class ApiConfig(Group):
     )
     memory_limit: MemorySize = memory_limit("1g", "each API replica")
     cpu_limit: Cpus = cpu_limit("", "each API replica")
-
-    @field_validator("keepalive_timeout")
-    @classmethod
-    def _keepalive(cls, value: int) -> int:
-        if value <= 60:
-            raise ValueError(f"must be > 60 seconds (nginx keeps upstream connections 60 s), got {value}")
-        return value
 
 
 class ServicesConfig(Group):
@@ -66,12 +60,11 @@ class MigrationConfig(Group):
     cpu_limit: Cpus = cpu_limit("", "the migration job")
 
 
-_POOL_RE = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,99}")
-
-
 class WorkerConfig(Group):
     enabled: bool = Field(False, description="Run Prefect Docker workers next to the server.")
-    pool: str = Field("docker-pool", description="Work pool the workers serve; created (type docker) when missing.")
+    pool: Annotated[
+        str, matching(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,99}", "must be letters, digits, '.', '_' or '-' (no spaces or '/'), got {!r}")
+    ] = Field("docker-pool", description="Work pool the workers serve; created (type docker) when missing.")
     replicas: Annotated[int, checked(lambda v: 1 <= v <= 10, "must be 1-10, got {}")] = Field(
         1, description="Number of worker containers."
     )
@@ -105,13 +98,6 @@ class WorkerConfig(Group):
     job_auto_remove: bool = Field(True, description="Remove flow-run containers when they finish.")
     memory_limit: MemorySize = memory_limit("1g", "each worker")
     cpu_limit: Cpus = cpu_limit("", "each worker")
-
-    @field_validator("pool")
-    @classmethod
-    def _pool(cls, value: str) -> str:
-        if not _POOL_RE.fullmatch(value):
-            raise ValueError(f"must be letters, digits, '.', '_' or '-' (no spaces or '/'), got {value!r}")
-        return value
 
     @field_validator("docker_host")
     @classmethod

@@ -3,16 +3,15 @@ answers several components need (names, connection budget)."""
 
 from __future__ import annotations
 
-import re
 from typing import Annotated
 
-from pydantic import Field, field_validator, model_validator
+from pydantic import Field, model_validator
 
 from .base import PROJECT, Group
 from .data_stores import PostgresConfig, RedisConfig
 from .edge import AuthConfig, ProxyConfig, TlsConfig
 from .server import ApiConfig, MigrationConfig, PrefectConfig, ServicesConfig, WorkerConfig
-from .types import DockerName, Size, checked
+from .types import DockerName, Size, checked, matching
 
 # Each Prefect process may hold a pool of 5 plus an overflow of 10 connections.
 CONNECTIONS_PER_PREFECT_PROCESS = 15
@@ -33,7 +32,9 @@ class StackConfig(Group):
     name_prefix: DockerName = Field(
         "", description="Prefix of container, network and volume names; empty means prefect-ha-<stack>."
     )
-    timezone: str = Field("UTC", description="TZ of every container.")
+    timezone: Annotated[
+        str, matching(r"[A-Za-z0-9_+\-/]+", "must be a tz database name such as Europe/Berlin, got {!r}")
+    ] = Field("UTC", description="TZ of every container.")
     wait_timeout: Annotated[int, checked(lambda v: v >= 10, "must be >= 10 seconds, got {}")] = Field(300, description="Seconds pulumi waits for a container to become healthy.")
     prefect: PrefectConfig = PrefectConfig()
     api: ApiConfig = ApiConfig()
@@ -46,13 +47,6 @@ class StackConfig(Group):
     auth: AuthConfig = AuthConfig()
     worker: WorkerConfig = WorkerConfig()
     logging: LoggingConfig = LoggingConfig()
-
-    @field_validator("timezone")
-    @classmethod
-    def _timezone(cls, value: str) -> str:
-        if not re.fullmatch(r"[A-Za-z0-9_+\-/]+", value):
-            raise ValueError(f"must be a tz database name such as Europe/Berlin, got {value!r}")
-        return value
 
     @model_validator(mode="after")
     def _cross_checks(self) -> "StackConfig":

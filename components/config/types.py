@@ -82,6 +82,12 @@ def checked(allowed: Callable[[Any], bool], message: str) -> AfterValidator:
     return AfterValidator(check)
 
 
+def matching(pattern: str, message: str) -> AfterValidator:
+    """Text that matches ``pattern`` whole; ``message`` takes the value as ``{!r}``."""
+    compiled = re.compile(pattern)
+    return checked(lambda value: compiled.fullmatch(value) is not None, message)
+
+
 def one_of(allowed: tuple[str, ...], normalize: Callable[[str], str] = str) -> BeforeValidator:
     """Text normalised (e.g. upper-cased) then checked against ``allowed``; the
     message shows what was given, not the normalised form."""

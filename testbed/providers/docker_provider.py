@@ -57,7 +57,7 @@ from docker.types import LogConfig
 sys.path.append(str(Path(__file__).resolve().parents[1]))
 
 from plugin import Resource, Unsupported, canonical, run  # noqa: E402
-from run_label import RUN_ENV, RUN_LABEL as TEST_LABEL  # noqa: E402
+from run_label import RUN_ENV, RUN_LABEL as TEST_LABEL, run_labels  # noqa: E402
 
 CONTAINER_INPUTS = frozenset({
     "name", "image", "command", "envs", "labels", "logDriver", "logOpts", "restart", "healthcheck",
@@ -84,7 +84,7 @@ def client() -> docker.DockerClient:
 
 def test_labels() -> dict[str, str]:
     run_id = os.environ.get(RUN_ENV)
-    return {TEST_LABEL: run_id} if run_id else {}
+    return run_labels(run_id) if run_id else {}
 
 
 def label_map(labels: list[dict] | None) -> dict[str, str]:
