@@ -20,6 +20,8 @@ SERVICE_ALIAS = "prefect-api"
 ADDRESS = f"{SERVICE_ALIAS}:{API_PORT}"
 INTERNAL_API_URL = f"http://{ADDRESS}{API_PATH}"
 HEALTH_PATH = API_HEALTH_PATH
+# How long a replica being removed gets to finish its requests before it is killed.
+GRACE_SECONDS = 30
 # The official image has Python but no curl.
 HEALTH_TEST = [
     "CMD",
@@ -47,8 +49,7 @@ class ApiServer(StackComponent):
         api: ApiConfig,
         ui_api_url: str,
         endpoints: Endpoints,
-        migration_succeeded: pulumi.Output[int],
-        depends_on: Sequence[pulumi.Resource] = (),
+        depends_on: Sequence[pulumi.Input[pulumi.Resource]] = (),
         opts: pulumi.ResourceOptions | None = None,
     ):
         super().__init__(name, opts)
@@ -60,9 +61,12 @@ class ApiServer(StackComponent):
             self.aliases.append(alias)
             # Replicas depend on the migration gate and the data stores, never on each other.
             self.replicas.append(
-                docker.Container(
+                dc.rolling_container(
                     f"{name}-{index}",
-                    name=place.name(f"api-{index}"),
+                    place=place,
+                    role=f"api-{index}",
+                    parent=self,
+                    depends_on=depends_on,
                     image=prefect.image,
                     command=[
                         "prefect", "server", "start",
@@ -76,9 +80,10 @@ class ApiServer(StackComponent):
                     **dc.limits(api),
                     wait=True,
                     wait_timeout=place.wait_timeout,
-                    labels=dc.gated_labels(place, COMPONENT, index, migration_succeeded),
+                    labels=dc.labels(place.stack, COMPONENT, replica=str(index)),
+                    # docker stop: SIGTERM, and uvicorn finishes what it is serving.
+                    destroy_grace_seconds=GRACE_SECONDS,
                     **place.log_args(),
-                    opts=dc.container_opts(self, depends_on=depends_on),
                 )
             )
         self.register_outputs(

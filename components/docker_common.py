@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import hashlib
+import json
 from dataclasses import dataclass
-from typing import Sequence
+from typing import Any, Sequence
 
 import pulumi
 import pulumi_docker as docker
+from pulumi import _types as pulumi_types  # is_input_type: the SDK has no public spelling
 
 from .config import Group, LoggingConfig, size_in_mb
 
@@ -78,15 +81,12 @@ def labels(stack: str, component: str, **extra: pulumi.Input[str]) -> list[docke
     return [docker.ContainerLabelArgs(label=key, value=value) for key, value in values.items()]
 
 
-def gated_labels(
-    place: Placement, component: str, index: int, migration_succeeded: pulumi.Output[int]
-) -> list[docker.ContainerLabelArgs]:
-    """Labels of a container that must not exist before the migration exited 0:
-    consuming the gate Output is what holds its creation back."""
-    return labels(
-        place.stack, component, replica=str(index),
-        **{"migration-exit-code": migration_succeeded.apply(str)},
-    )
+def passed(job: docker.Container, succeeded: pulumi.Output[int]) -> pulumi.Output[docker.Container]:
+    """A one-shot job as a dependency that holds only once it exited 0:
+    ``succeeded`` raises on any other exit code, and whatever lists the result
+    in its ``depends_on`` is then never created. An ordering edge, not an
+    input, so a re-run of the job replaces nothing that waits on it."""
+    return succeeded.apply(lambda _: job)
 
 
 def limits(group: Group) -> dict:
@@ -97,7 +97,7 @@ def limits(group: Group) -> dict:
     return {"memory": memory, "memory_swap": memory, "cpus": group.cpu_limit or None}
 
 
-def container_opts(parent: pulumi.Resource, *, depends_on: Sequence[pulumi.Resource] = ()) -> pulumi.ResourceOptions:
+def container_opts(parent: pulumi.Resource, *, depends_on: Sequence[pulumi.Input[pulumi.Resource]] = ()) -> pulumi.ResourceOptions:
     """Options for a container with a fixed name: never two at once, and a healthcheck
     change replaces it because Docker cannot update one in place."""
     return pulumi.ResourceOptions(
@@ -105,6 +105,54 @@ def container_opts(parent: pulumi.Resource, *, depends_on: Sequence[pulumi.Resou
         depends_on=list(depends_on),
         delete_before_replace=True,
         replace_on_changes=["healthcheck"],
+    )
+
+
+# Inputs the provider changes on the running container (one ContainerUpdate) or
+# that only steer the provider itself; any other input's change replaces it.
+IN_PLACE_INPUTS = frozenset({
+    "restart", "max_retry_count", "cpu_shares", "memory", "memory_swap",
+    "wait", "wait_timeout", "attach", "must_run", "logs", "start", "rm", "destroy_grace_seconds",
+})
+DIGEST_LENGTH = 8
+
+
+def _plain(value: Any) -> Any:
+    # Args classes (ContainerHealthcheckArgs, ...) by their fields: their repr
+    # carries a memory address, which would rename the container on every run.
+    if pulumi_types.is_input_type(type(value)):
+        return vars(value)
+    raise TypeError(f"cannot digest a {type(value).__name__}")
+
+
+def inputs_digest(inputs: Any) -> str:
+    """A short digest of a container's replacing inputs, for its name: the same
+    inputs give the same name in every run."""
+    text = json.dumps(inputs, sort_keys=True, default=_plain)
+    return hashlib.sha256(text.encode()).hexdigest()[:DIGEST_LENGTH]
+
+
+def rolling_container(
+    resource_name: str,
+    *,
+    place: Placement,
+    role: str,
+    parent: pulumi.Resource,
+    depends_on: Sequence[pulumi.Input[pulumi.Resource]] = (),
+    **inputs: Any,
+) -> docker.Container:
+    """A container replaced create-before-delete: the successor is created (and,
+    with ``wait``, healthy) before its predecessor is stopped, at the end of the
+    update. Its name ends with a digest of every input whose change replaces it,
+    so two generations never collide on a name. The digest covers secrets (the
+    environment) one-way; the name itself is not secret."""
+    replacing = {key: value for key, value in inputs.items() if key not in IN_PLACE_INPUTS}
+    digest = pulumi.Output.unsecret(pulumi.Output.from_input(replacing).apply(inputs_digest))
+    return docker.Container(
+        resource_name,
+        name=digest.apply(lambda d: place.name(f"{role}-{d}")),
+        **inputs,
+        opts=pulumi.ResourceOptions(parent=parent, depends_on=list(depends_on), replace_on_changes=["healthcheck"]),
     )
 
 

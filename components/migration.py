@@ -46,7 +46,9 @@ def check_exit_code(container_name: str, exit_code: int | None) -> int:
 class Migration(StackComponent):
     container: docker.Container
     succeeded: pulumi.Output[int]
-    """Resolves to 0 once the job has exited 0; raises otherwise. Dependents consume it."""
+    """Resolves to 0 once the job has exited 0; raises otherwise."""
+    gate: pulumi.Output[docker.Container]
+    """The job, once it exited 0: what the server processes list in depends_on."""
 
     def __init__(
         self,
@@ -60,10 +62,14 @@ class Migration(StackComponent):
         opts: pulumi.ResourceOptions | None = None,
     ):
         super().__init__(name, opts)
-        container_name = place.name("migrate")
-        self.container = docker.Container(
+        # Rolled like the servers: a fixed name would need delete-before-replace,
+        # which the engine cascades to everything that waits on the job.
+        self.container = dc.rolling_container(
             f"{name}-container",
-            name=container_name,
+            place=place,
+            role="migrate",
+            parent=self,
+            depends_on=depends_on,
             image=prefect.image,
             command=COMMAND,
             envs=migration_env(endpoints, timezone=place.timezone, log_level=prefect.log_level, migration=migration),
@@ -79,9 +85,9 @@ class Migration(StackComponent):
             **dc.limits(migration),
             labels=dc.labels(place.stack, COMPONENT),
             **place.log_args(),
-            opts=dc.container_opts(self, depends_on=depends_on),
         )
-        self.succeeded = self.container.exit_code.apply(
-            lambda code: check_exit_code(container_name, code)
+        self.succeeded = pulumi.Output.all(self.container.name, self.container.exit_code).apply(
+            lambda v: check_exit_code(v[0], v[1])
         )
+        self.gate = dc.passed(self.container, self.succeeded)
         self.register_outputs({"container_name": self.container.name, "exit_code": self.succeeded})

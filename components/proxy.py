@@ -20,7 +20,7 @@ import pulumi
 import pulumi_docker as docker
 
 from . import docker_common as dc
-from .api import API_PORT
+from .api import API_PORT, HEALTH_PATH as API_HEALTH_PATH, SERVICE_ALIAS
 from .config import API_PATH, AUTH_NGINX, TLS_OFF, ProxyConfig
 from .tls import EdgeTls
 from .component import StackComponent
@@ -40,6 +40,15 @@ CONF_FILE = "nginx.conf"
 CERTIFICATE_FILE = "tls.crt"
 KEY_FILE = "tls.key"
 HTPASSWD_FILE = "htpasswd"
+# The replica set, written by the watcher below and included by the upstream blocks.
+UPSTREAM_FILE = "upstream-api.conf"
+TASKS_UPSTREAM_FILE = "upstream-tasks.conf"
+WATCH_FILE = "watch"
+MAX_FAILS = 3
+FAIL_TIMEOUT = 10
+# How often the watcher asks Docker's DNS for the replicas; a stale heartbeat fails the healthcheck.
+WATCH_SECONDS = 1
+WATCH_STALE_SECONDS = 30
 
 # The container's environment carries the files' contents.
 CONF_ENV = "EDGE_NGINX_CONF"
@@ -58,7 +67,17 @@ CAPABILITIES = ("CHOWN", "SETGID", "SETUID")
 # The container's command: no secret in it, only names of variables. The key
 # stays readable by root (the master loads it before the workers start); the
 # workers read the htpasswd on every request, so it is readable to them, in a
-# directory they may traverse but not list.
+# directory they may traverse but not list. The secrets leave the environment
+# before anything else starts.
+#
+# nginx resolves upstream names once, when it loads its config, so the replica
+# set is not in nginx.conf: a watcher asks Docker's DNS every second for the
+# IPv4 addresses of the replicas' shared alias (`getent hosts`: gethostbyname
+# lists every address; `ahostsv4` would filter by AI_ADDRCONFIG), admits an address once its health
+# check answers, writes the upstream files and reloads nginx gracefully (HUP)
+# when the set changed. Scaling or replacing replicas therefore never replaces
+# nginx. An empty answer keeps the last set (nginx's passive health and retries
+# cover a replica that is going away). The watcher ends with nginx.
 START_SCRIPT = f"""set -eu
 umask 077
 dir={RUNTIME_DIR}
@@ -72,9 +91,52 @@ if [ -n "${{{HTPASSWD_ENV}:-}}" ]; then
   printenv {HTPASSWD_ENV} > "$dir/{HTPASSWD_FILE}"
   chmod 644 "$dir/{HTPASSWD_FILE}"
 fi
+unset {KEY_ENV} {HTPASSWD_ENV}
 chmod 711 "$dir"
-exec env -u {KEY_ENV} -u {HTPASSWD_ENV} nginx -e stderr -c "$dir/{CONF_FILE}" -g 'daemon off;'
+members=""
+healthy() {{ curl -fsS -o /dev/null -m 2 "http://$1:{API_PORT}{API_HEALTH_PATH}" 2>/dev/null; }}
+refresh() {{
+  found=""
+  for addr in $(getent hosts {SERVICE_ALIAS} | awk '$1 ~ /^[0-9.]+$/ {{print $1}}' | sort -u); do
+    if printf '%s\\n' "$members" | grep -qx "$addr" || healthy "$addr"; then
+      found="$found $addr"
+    fi
+  done
+  found=$(printf '%s\\n' $found | sort -t . -k1,1n -k2,2n -k3,3n -k4,4n | tr '\\n' ' ' | sed 's/ *$//')
+  if [ -z "$found" ] || [ "$found" = "$members" ]; then return 1; fi
+  members=$found
+  api="" tasks="" first=1
+  for addr in $members; do
+    api="${{api}}server $addr:{API_PORT} max_fails={MAX_FAILS} fail_timeout={FAIL_TIMEOUT}s;\\n"
+    if [ "$first" = 1 ]; then
+      tasks="${{tasks}}server $addr:{API_PORT} max_fails={MAX_FAILS} fail_timeout={FAIL_TIMEOUT}s;\\n"
+      first=0
+    else
+      tasks="${{tasks}}server $addr:{API_PORT} backup;\\n"
+    fi
+  done
+  printf "$api" > "$dir/{UPSTREAM_FILE}.new" && mv "$dir/{UPSTREAM_FILE}.new" "$dir/{UPSTREAM_FILE}"
+  printf "$tasks" > "$dir/{TASKS_UPSTREAM_FILE}.new" && mv "$dir/{TASKS_UPSTREAM_FILE}.new" "$dir/{TASKS_UPSTREAM_FILE}"
+  echo "prefect-ha: upstream replicas: $members" >&2
+}}
+# nginx starts with at least one healthy replica (nginx depends on them).
+until refresh; do sleep {WATCH_SECONDS}; done
+date +%s > "$dir/{WATCH_FILE}"
+(
+  while kill -0 $$ 2>/dev/null; do
+    sleep {WATCH_SECONDS}
+    if refresh && [ -s "$dir/nginx.pid" ]; then kill -HUP "$(cat "$dir/nginx.pid")"; fi
+    date +%s > "$dir/{WATCH_FILE}"
+  done
+) &
+exec nginx -e stderr -c "$dir/{CONF_FILE}" -g 'daemon off;'
 """
+# Healthy: nginx answers its own health location and the watcher is alive.
+HEALTH_TEST = [
+    "CMD-SHELL",
+    f"curl -fsS -o /dev/null http://127.0.0.1:{HTTP_PORT}{HEALTH_PATH} && "
+    f"[ $(( $(date +%s) - $(cat {RUNTIME_DIR}/{WATCH_FILE}) )) -lt {WATCH_STALE_SECONDS} ]",
+]
 
 _TEMPLATES = jinja2.Environment(
     loader=jinja2.FileSystemLoader(Path(__file__).parent / "templates"),
@@ -101,29 +163,22 @@ def _nginx_literal(value: str, what: str) -> str:
 def render_nginx_conf(
     proxy: ProxyConfig,
     stack: str,
-    upstream_hosts: Sequence[str],
     *,
     tls: bool,
     basic_auth: bool,
     runtime_dir: str = RUNTIME_DIR,
 ) -> str:
     """nginx.conf for the stack; it names files under ``runtime_dir`` but holds no secret."""
-    if not upstream_hosts:
-        raise ValueError("nginx needs at least one upstream host")
     public_url = _nginx_literal(proxy.public_url, "proxy.publicUrl")
     return _TEMPLATES.get_template("nginx.conf.j2").render(
         stack=stack,
-        upstream_hosts=list(upstream_hosts),
-        api_port=API_PORT,
+        upstream_file=f"{runtime_dir}/{UPSTREAM_FILE}",
+        tasks_upstream_file=f"{runtime_dir}/{TASKS_UPSTREAM_FILE}",
         api_path=API_PATH,
         http_port=HTTP_PORT,
         https_port=HTTPS_PORT,
         runtime_dir=runtime_dir,
         client_max_body_size=proxy.client_max_body_size,
-        max_fails=3,
-        fail_timeout=10,
-        # Every replica gets a chance before the client sees an error.
-        next_upstream_tries=max(2, len(upstream_hosts)),
         health_path=HEALTH_PATH,
         public_url=public_url,
         upstream_host=_nginx_literal(urlsplit(public_url).netloc, "proxy.publicUrl's host"),
@@ -176,7 +231,6 @@ class Proxy(StackComponent):
         *,
         place: dc.Placement,
         proxy: ProxyConfig,
-        upstream_hosts: Sequence[str],
         upstreams: Sequence[docker.Container],
         tls: EdgeTls | None,
         http_redirect_port: int,
@@ -192,7 +246,7 @@ class Proxy(StackComponent):
         if (auth_mode == AUTH_NGINX) != (htpasswd is not None):
             raise ValueError(f"auth mode {auth_mode!r} and the htpasswd handed to Proxy disagree")
         self.nginx_conf = render_nginx_conf(
-            proxy, place.stack, upstream_hosts, tls=tls is not None, basic_auth=htpasswd is not None
+            proxy, place.stack, tls=tls is not None, basic_auth=htpasswd is not None
         )
 
         conf, timezone = self.nginx_conf, place.timezone
@@ -220,23 +274,16 @@ class Proxy(StackComponent):
             envs=envs,
             networks_advanced=dc.network_attachment(place.edge, "nginx"),
             ports=ports,
-            healthcheck=dc.healthcheck(
-                ["CMD", "curl", "-fsS", "-o", "/dev/null", f"http://127.0.0.1:{HTTP_PORT}{HEALTH_PATH}"],
-                interval=5, timeout=3, retries=3, start_period=2,
-            ),
+            healthcheck=dc.healthcheck(HEALTH_TEST, interval=5, timeout=3, retries=3, start_period=5),
             restart="unless-stopped",
             **dc.limits(proxy),
             wait=True,
             wait_timeout=place.wait_timeout,
-            # nginx resolves upstream names once, at start: a replaced replica has a
-            # new address, so its new ID here replaces nginx after it.
-            labels=dc.labels(
-                place.stack, COMPONENT,
-                upstreams=pulumi.Output.all(*[u.id for u in upstreams]).apply(",".join),
-                **{TLS_LABEL: tls.mode if tls else TLS_OFF, AUTH_LABEL: auth_mode},
-            ),
+            labels=dc.labels(place.stack, COMPONENT, **{TLS_LABEL: tls.mode if tls else TLS_OFF, AUTH_LABEL: auth_mode}),
             **dc.hardening(read_only=True, tmpfs=TMPFS, cap_add=CAPABILITIES),
             **place.log_args(),
+            # Started after the first replicas are healthy; later replica sets reach
+            # it through the watcher (START_SCRIPT), so nothing here names them.
             opts=dc.container_opts(self, depends_on=upstreams),
         )
         self.register_outputs({"container_name": self.container.name})

@@ -13,6 +13,7 @@ from .component import StackComponent
 from .prefect_settings import SCRATCH_DIR, Endpoints, services_env
 
 COMPONENT = "services"
+GRACE_SECONDS = 30
 
 
 class BackgroundServices(StackComponent):
@@ -26,8 +27,7 @@ class BackgroundServices(StackComponent):
         prefect: PrefectConfig,
         services: ServicesConfig,
         endpoints: Endpoints,
-        migration_succeeded: pulumi.Output[int],
-        depends_on: Sequence[pulumi.Resource] = (),
+        depends_on: Sequence[pulumi.Input[pulumi.Resource]] = (),
         opts: pulumi.ResourceOptions | None = None,
     ):
         super().__init__(name, opts)
@@ -36,9 +36,12 @@ class BackgroundServices(StackComponent):
         for index in range(1, services.replicas + 1):
             # No HTTP endpoint to probe: the restart policy is its liveness.
             self.containers.append(
-                docker.Container(
+                dc.rolling_container(
                     f"{name}-{index}",
-                    name=place.name(f"services-{index}"),
+                    place=place,
+                    role=f"services-{index}",
+                    parent=self,
+                    depends_on=depends_on,
                     image=prefect.image,
                     command=["prefect", "server", "services", "start"],
                     envs=env,
@@ -46,9 +49,10 @@ class BackgroundServices(StackComponent):
                     restart="unless-stopped",
                     **dc.hardening(read_only=True, tmpfs=[SCRATCH_DIR]),
                     **dc.limits(services),
-                    labels=dc.gated_labels(place, COMPONENT, index, migration_succeeded),
+                    labels=dc.labels(place.stack, COMPONENT, replica=str(index)),
+                    # SIGTERM first: the services stop their loops cleanly.
+                    destroy_grace_seconds=GRACE_SECONDS,
                     **place.log_args(),
-                    opts=dc.container_opts(self, depends_on=depends_on),
                 )
             )
         self.register_outputs({"container_names": [c.name for c in self.containers]})

@@ -89,24 +89,21 @@ class PrefectHa(StackComponent):
         # depends_on on a component does not reach its children, so the
         # containers are handed over explicitly; the exit-code gate is an Output
         # every dependent consumes.
-        after_migration = [*data_stores, self.migration.container]
+        after_migration = [*data_stores, self.migration.gate]
         self.api = ApiServer(
             f"{name}-api", place=place, prefect=config.prefect, api=config.api, ui_api_url=config.proxy.api_url,
-            endpoints=self.endpoints, migration_succeeded=self.migration.succeeded,
-            depends_on=after_migration, opts=child,
+            endpoints=self.endpoints, depends_on=after_migration, opts=child,
         )
         self.services = BackgroundServices(
             f"{name}-services", place=place, prefect=config.prefect, services=config.services,
-            endpoints=self.endpoints, migration_succeeded=self.migration.succeeded,
-            depends_on=after_migration, opts=child,
+            endpoints=self.endpoints, depends_on=after_migration, opts=child,
         )
         self.tls = (
             EdgeTls(f"{name}-tls", tls=config.tls, public_url=config.proxy.public_url, opts=child)
             if config.tls.enabled else None
         )
         self.proxy = Proxy(
-            f"{name}-proxy", place=place, proxy=config.proxy, upstream_hosts=self.api.aliases,
-            upstreams=self.api.replicas, tls=self.tls, http_redirect_port=config.tls.http_port,
+            f"{name}-proxy", place=place, proxy=config.proxy, upstreams=self.api.replicas, tls=self.tls, http_redirect_port=config.tls.http_port,
             auth_mode=auth.mode, htpasswd=self.secrets.htpasswd if auth.checked_by_nginx else None, opts=child,
         )
         self.workers = None

@@ -25,6 +25,7 @@ ENSURE_POOL_SOURCE = Path(__file__).parent / "scripts" / "ensure_work_pool.py"
 ENSURE_POOL_PATH = "/opt/prefect-ha/ensure_work_pool.py"
 POOL_SPEC_ENV = "WORK_POOL_SPEC"
 POOL_TYPE = "docker"
+GRACE_SECONDS = 30
 HEALTH_TEST = [
     "CMD",
     "python",
@@ -81,7 +82,7 @@ class DockerWorkers(StackComponent):
         api_url: str,
         auth_string: pulumi.Output[str] | None,
         proxy_auth: bool,
-        depends_on: Sequence[pulumi.Resource] = (),
+        depends_on: Sequence[pulumi.Input[pulumi.Resource]] = (),
         opts: pulumi.ResourceOptions | None = None,
     ):
         super().__init__(name, opts)
@@ -99,10 +100,12 @@ class DockerWorkers(StackComponent):
                 "job_defaults": job_defaults(worker, edge),
             }, sort_keys=True)
         )
-        setup_name = place.name("work-pool")
-        self.pool_setup = docker.Container(
+        self.pool_setup = dc.rolling_container(
             f"{name}-pool",
-            name=setup_name,
+            place=place,
+            role=POOL_SETUP_COMPONENT,
+            parent=self,
+            depends_on=depends_on,
             image=image,
             command=["python", ENSURE_POOL_PATH],
             envs=pulumi.Output.all(spec, env).apply(lambda values: [f"{POOL_SPEC_ENV}={values[0]}", *values[1]]),
@@ -114,19 +117,24 @@ class DockerWorkers(StackComponent):
             **dc.limits(worker),
             labels=dc.labels(place.stack, POOL_SETUP_COMPONENT),
             **place.log_args(),
-            opts=dc.container_opts(self, depends_on=depends_on),
         )
-        pool_ready = self.pool_setup.exit_code.apply(lambda code: check_pool_setup(setup_name, code))
+        pool_ready = dc.passed(self.pool_setup, pulumi.Output.all(self.pool_setup.name, self.pool_setup.exit_code).apply(
+            lambda v: check_pool_setup(v[0], v[1])
+        ))
 
         self.containers = []
         for index in range(1, worker.replicas + 1):
-            container_name = place.name(f"worker-{index}")
+            # The worker's name in Prefect stays when its container is rolled.
+            worker_name = place.name(f"worker-{index}")
             self.containers.append(
-                docker.Container(
+                dc.rolling_container(
                     f"{name}-{index}",
-                    name=container_name,
+                    place=place,
+                    role=f"worker-{index}",
+                    parent=self,
+                    depends_on=[*depends_on, pool_ready],
                     image=image,
-                    command=worker_command(worker.pool, container_name, worker.limit),
+                    command=worker_command(worker.pool, worker_name, worker.limit),
                     envs=env,
                     # Whoever can use the Docker socket controls the host (see README):
                     # read-only stops writes to the socket file, not API calls.
@@ -143,12 +151,10 @@ class DockerWorkers(StackComponent):
                     wait_timeout=place.wait_timeout,
                     # pip installs EXTRA_PIP_PACKAGES into the image's site-packages at start.
                     **dc.hardening(read_only=not worker.extra_pip_packages, tmpfs=[SCRATCH_DIR]),
-                    labels=dc.labels(
-                        place.stack, COMPONENT, replica=str(index), pool=worker.pool,
-                        **{"work-pool-exit-code": pool_ready.apply(str)},
-                    ),
+                    labels=dc.labels(place.stack, COMPONENT, replica=str(index), pool=worker.pool),
+                    # SIGTERM first: the worker stops polling; flow runs live in their own containers.
+                    destroy_grace_seconds=GRACE_SECONDS,
                     **place.log_args(),
-                    opts=dc.container_opts(self, depends_on=[*depends_on, self.pool_setup]),
                 )
             )
         self.register_outputs({"pool": worker.pool, "container_names": [c.name for c in self.containers]})

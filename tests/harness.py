@@ -23,7 +23,7 @@ from pulumi.runtime import mocks as pulumi_mocks
 from pulumi.runtime import rpc, settings
 from pulumi.runtime.stack import run_in_stack
 
-from support import CONTAINER, RANDOM_PASSWORD
+from support import CONTAINER, RANDOM_PASSWORD, without_digest
 
 REPO = Path(__file__).resolve().parent.parent
 PROJECT = "prefect-ha"
@@ -119,7 +119,8 @@ class StackMocks(pulumi.runtime.Mocks):
 
             state = tls_state(args.typ, _unwrap(dict(args.inputs))) or state
         if args.typ == CONTAINER and not pulumi.runtime.is_dry_run():
-            state["exitCode"] = self.exit_codes.get(args.inputs.get("name", ""), 0)
+            # keyed by the name without its rolling digest (prefect-ha-dev-migrate)
+            state["exitCode"] = self.exit_codes.get(without_digest(args.inputs.get("name", "")), 0)
         return f"{args.name}-id", state
 
     def call(self, args: pulumi.runtime.MockCallArgs):

@@ -21,11 +21,21 @@ from tls_mocks import CERT_REQUEST, LOCALLY_SIGNED_CERT, PRIVATE_KEY, SELF_SIGNE
 
 
 
-def render_conf(config, stack: str, hosts: list[str], **kwargs) -> str:
+def render_conf(config, stack: str, **kwargs) -> str:
     """nginx.conf as the stack renders it for ``config``: its proxy group, TLS, and nginx's basic auth."""
     return render_nginx_conf(
-        config.proxy, stack, hosts, tls=config.tls.enabled, basic_auth=config.auth.checked_by_nginx, **kwargs
+        config.proxy, stack, tls=config.tls.enabled, basic_auth=config.auth.checked_by_nginx, **kwargs
     )
+
+
+def write_upstreams(runtime_dir: Path, replicas: int) -> None:
+    """What the container's watcher writes for ``replicas`` healthy replicas (see
+    test_proxy_start_script for the real one)."""
+    runtime_dir.mkdir(parents=True, exist_ok=True)
+    addresses = [f"127.0.0.{i}" for i in range(1, replicas + 1)]
+    (runtime_dir / proxy.UPSTREAM_FILE).write_text("".join(f"server {a}:4200 max_fails=3;\n" for a in addresses))
+    (runtime_dir / proxy.TASKS_UPSTREAM_FILE).write_text(
+        "".join(f"server {a}:4200{' backup' if i else ''};\n" for i, a in enumerate(addresses)))
 
 def nginx_binary():
     path = shutil.which("nginx") or "/usr/sbin/nginx"
@@ -34,19 +44,14 @@ def nginx_binary():
     return path
 
 
-def nginx_test(conf: str, hosts: list[str], tmp_path) -> subprocess.CompletedProcess:
-    """`nginx -t` with the upstream aliases resolving, as they do on the stack network.
-
-    The host's /etc/hosts is left alone: a private mount namespace sees a copy.
-    """
+def nginx_test(conf: str, tmp_path, runtime_dir: Path | None = None, replicas: int = 1) -> subprocess.CompletedProcess:
+    """`nginx -t` with the watcher's upstream files for ``replicas`` replicas in ``runtime_dir``
+    (skipped when None: nginx must then fail on the missing include)."""
     (tmp_path / "nginx.conf").write_text(conf)
-    (tmp_path / "hosts").write_text("127.0.0.1 localhost\n" + "".join(f"127.0.0.1 {h}\n" for h in hosts))
-    script = f"mount --bind {tmp_path}/hosts /etc/hosts && exec {nginx_binary()} -t -c {tmp_path}/nginx.conf"
-    return subprocess.run(["unshare", "-m", "sh", "-c", script], capture_output=True, text=True, timeout=30)
-
-
-def replica_hosts(replicas: int) -> list[str]:
-    return [f"prefect-api-{i}" for i in range(1, replicas + 1)]
+    if runtime_dir is not None:
+        write_upstreams(runtime_dir, replicas)
+    return subprocess.run([nginx_binary(), "-t", "-c", str(tmp_path / "nginx.conf")],
+                          capture_output=True, text=True, timeout=30)
 
 
 # --- certificates and credentials for real nginx runs ---------------------------------------------
@@ -108,7 +113,7 @@ CASES = {
 
 def render_case(case: str, runtime_dir: str = RUNTIME_DIR):
     config = load_paths(CASES[case])
-    return config, render_conf(config, "test", replica_hosts(config.api.replicas), runtime_dir=runtime_dir)
+    return config, render_conf(config, "test", runtime_dir=runtime_dir)
 
 
 # --- reading the config ---------------------------------------------------------------------------

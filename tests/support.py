@@ -11,9 +11,10 @@
 
 from __future__ import annotations
 
+import re
 from typing import TYPE_CHECKING, Iterable
 
-from components.docker_common import COMPONENT_LABEL, LABEL_PREFIX
+from components.docker_common import COMPONENT_LABEL, DIGEST_LENGTH, LABEL_PREFIX
 
 if TYPE_CHECKING:
     from harness import Registration, Run
@@ -38,6 +39,21 @@ def labels_of(reg: Registration) -> dict[str, str]:
 
 def component_of(reg: Registration) -> str | None:
     return labels_of(reg).get(COMPONENT_LABEL)
+
+
+# --- names ---------------------------------------------------------------------------------------
+
+ROLLING_DIGEST = re.compile(rf"-[0-9a-f]{{{DIGEST_LENGTH}}}$")
+
+
+def without_digest(name: str) -> str:
+    """A rolling container's name without the digest of its inputs (prefect-ha-dev-api-1)."""
+    return ROLLING_DIGEST.sub("", name)
+
+
+def digest_of(name: str) -> str | None:
+    found = ROLLING_DIGEST.search(name)
+    return found.group(0)[1:] if found else None
 
 
 # --- containers ----------------------------------------------------------------------------------

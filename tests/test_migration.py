@@ -1,11 +1,13 @@
 """The migration job gates everything after it on its exit code."""
 
+import re
+
 import pulumi
 import pytest
 
 from components.migration import MigrationFailed, check_exit_code
 from harness import StackMocks, run_program
-from support import component_of, container, containers, env_of
+from support import component_of, container, containers, env_of, without_digest
 
 
 @pytest.mark.parametrize("stack", ["dev", "prod"])
@@ -13,8 +15,8 @@ def test_failed_migration_stops_the_deployment_before_any_replica(stack):
     run = run_program(stack, mocks=StackMocks(exit_codes={f"prefect-ha-{stack}-migrate": 3}))
     assert isinstance(run.error, MigrationFailed), repr(run.error)
     assert isinstance(run.error, pulumi.RunError)
-    assert f"prefect-ha-{stack}-migrate exited with code 3" in str(run.error)
-    created = {r.inputs["name"]: component_of(r) for r in containers(run)}
+    assert re.search(rf"prefect-ha-{stack}-migrate-[0-9a-f]{{8}} exited with code 3", str(run.error)), run.error
+    created = {without_digest(r.inputs["name"]): component_of(r) for r in containers(run)}
     assert created[f"prefect-ha-{stack}-migrate"] == "migration"
     assert not [n for n, c in created.items() if c in ("api", "services", "proxy")], created
 

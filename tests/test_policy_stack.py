@@ -190,9 +190,11 @@ def test_either_kind_of_dependency_counts(prod_run, keep):
     regs = regs_of(prod_run)
     migration = one(regs, "migration")
     for replica in by_component(regs, "api") + by_component(regs, "services"):
-        drop_dependency(replica, migration.urn, explicit=keep != "explicit", through_props=keep != "through_props")
-    if keep == "through_props":
-        assert all(migration.urn in r.property_dependencies.get("labels", []) for r in by_component(regs, "api"))
+        drop_dependency(replica, migration.urn)
+        if keep == "explicit":
+            replica.dependencies.append(migration.urn)
+        else:  # an input computed from the job's outputs
+            replica.property_dependencies.setdefault("envs", []).append(migration.urn)
     assert of(evaluate(regs), "replicas-wait-for-migration") == []
 
 

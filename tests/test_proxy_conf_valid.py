@@ -16,7 +16,7 @@ from pathlib import Path
 import pytest
 
 from components.config import load_paths
-from nginx_support import ALLOWLIST, CASES, nginx_test, render_case, render_conf, replica_hosts, write_runtime_files
+from nginx_support import ALLOWLIST, CASES, nginx_test, render_case, render_conf, write_runtime_files
 
 GIXY = Path(sys.executable).parent / "gixy"
 
@@ -29,21 +29,19 @@ COMBOS = list(itertools.product([1, 2, 3, 5], ["1m", "10m", "50m"], [80, 4200]))
 @pytest.mark.parametrize("replicas, body, port", COMBOS)
 def test_every_rendered_config_passes_nginx_t(replicas, body, port, tmp_path):
     config = load_paths({"api.replicas": str(replicas), "proxy.clientMaxBodySize": body, "proxy.port": str(port)})
-    hosts = replica_hosts(replicas)
-    (tmp_path / "run").mkdir()  # START_SCRIPT's job in the container
-    conf = render_conf(config, "test", hosts, runtime_dir=str(tmp_path / "run"))
-    result = nginx_test(conf, hosts, tmp_path)
+    conf = render_conf(config, "test", runtime_dir=str(tmp_path / "run"))
+    result = nginx_test(conf, tmp_path, tmp_path / "run", replicas)  # the container writes run/ at start
     assert result.returncode == 0, result.stderr
     assert "test is successful" in result.stderr
 
 
 def test_nginx_t_rejects_a_broken_config(tmp_path):
-    """The check above can fail: an unresolvable upstream is an error."""
+    """The check above can fail: without the watcher's upstream files nginx refuses to start."""
     (tmp_path / "run").mkdir()
-    conf = render_conf(load_paths({}), "test", ["prefect-api-1"], runtime_dir=str(tmp_path / "run"))
-    result = nginx_test(conf, [], tmp_path)
+    conf = render_conf(load_paths({}), "test", runtime_dir=str(tmp_path / "run"))
+    result = nginx_test(conf, tmp_path)
     assert result.returncode != 0
-    assert "host not found in upstream" in result.stderr
+    assert "upstream-api.conf" in result.stderr and "No such file" in result.stderr
 
 
 # --- every combination of the edge controls (nginx_support.CASES) --------------------------------
@@ -63,7 +61,7 @@ def test_every_control_combination_passes_nginx_t(case, tmp_path, pki):
     runtime = tmp_path / "run"
     config, conf = render_case(case, str(runtime))
     write_runtime_files(runtime, pki)
-    result = nginx_test(conf, replica_hosts(config.api.replicas), tmp_path)
+    result = nginx_test(conf, tmp_path, runtime, config.api.replicas)
     assert result.returncode == 0, result.stderr
     assert "test is successful" in result.stderr
     assert "warn" not in result.stderr, result.stderr

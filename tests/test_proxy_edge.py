@@ -11,7 +11,8 @@ import pytest
 from components.config import load_paths
 from components.proxy import HTTP_PORT, HTTPS_PORT, nginx_env
 from edge_agent import CLIENT, DENIED_CLIENT, PUBLIC_HOST, THROTTLED_CLIENT, EdgeAgent
-from nginx_support import generated_pki, htpasswd_line, render_conf, replica_hosts
+from components.api import SERVICE_ALIAS
+from nginx_support import generated_pki, htpasswd_line, render_conf
 from tls_mocks import edge_tls_run
 
 SECURE_PUBLIC_URL = f"https://{PUBLIC_HOST}:9443"
@@ -38,11 +39,11 @@ PASSWORD = "correct horse"
 def secure_edge(tmp_path_factory):
     """TLS with a generated CA, nginx basic auth, an allowlist and a rate limit."""
     config = load_paths(SECURE)
-    hosts = replica_hosts(config.api.replicas)
     tls = edge_tls_run(SECURE).outputs
-    env = nginx_env(render_conf(config, "test", hosts), certificate=tls["certificate"],
+    env = nginx_env(render_conf(config, "test"), certificate=tls["certificate"],
                     private_key=tls["private_key"], htpasswd=htpasswd_line("ops", PASSWORD))
-    agent = EdgeAgent(tmp_path_factory.mktemp("secure-edge"), env, hosts)
+    # The replicas' alias names the echo upstream, which the watcher finds healthy.
+    agent = EdgeAgent(tmp_path_factory.mktemp("secure-edge"), env, [SERVICE_ALIAS])
     agent.ca = tls["ca_certificate"]
     yield agent
     agent.close()
@@ -52,8 +53,8 @@ def secure_edge(tmp_path_factory):
 def open_edge(tmp_path_factory):
     """The defaults: plain HTTP, no auth at nginx, open to all, no rate limit."""
     config = load_paths({"proxy.publicUrl": OPEN_PUBLIC_URL})
-    env = nginx_env(render_conf(config, "test", ["prefect-api-1"]))
-    agent = EdgeAgent(tmp_path_factory.mktemp("open-edge"), env, ["prefect-api-1"])
+    env = nginx_env(render_conf(config, "test"))
+    agent = EdgeAgent(tmp_path_factory.mktemp("open-edge"), env, [SERVICE_ALIAS])
     yield agent
     agent.close()
 

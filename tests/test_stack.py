@@ -9,7 +9,7 @@ from components.docker_common import go_duration
 from components.migration import Migration
 from components.network import StackNetwork
 from components.postgres import Postgres
-from components.proxy import Proxy
+from components.proxy import CERTIFICATE_ENV, HTPASSWD_ENV, KEY_ENV, Proxy
 from components.redis import Redis
 from components.secrets import StackSecrets
 from components.services import BackgroundServices
@@ -17,12 +17,16 @@ from components.stack import PrefectHa
 from components.tls import EdgeTls
 from components.worker import DockerWorkers
 from harness import run_program
-from support import NETWORK, RANDOM_PASSWORD, STACK, VOLUME, component_of, container, containers, env_of, labels_of, replica
+from support import (NETWORK, RANDOM_PASSWORD, STACK, VOLUME, component_of, container, containers, digest_of,
+                     env_of, replica, without_digest)
 
+# Replaced in place of their fixed names (the data stores, the one published port);
+# every other container rolls: its name carries a digest of its inputs.
+FIXED_NAMES = ("postgres", "redis", "proxy")
 
 
 def names(run):
-    return set(run.containers())
+    return {without_digest(name) for name in run.containers()}
 
 
 def test_every_resource_is_parented_and_of_the_expected_type(stack_run):
@@ -95,7 +99,13 @@ def test_waits_healthchecks_and_replacement_options(stack_run):
     _, run = stack_run
     for r in containers(run):
         name = r.inputs["name"]
-        assert r.delete_before_replace, f"{name}: fixed name needs delete_before_replace"
+        if component_of(r) in FIXED_NAMES:
+            assert r.delete_before_replace, f"{name}: fixed name needs delete_before_replace"
+            assert digest_of(name) is None, name
+        else:
+            # create-before-delete: the successor's name differs, so both can exist
+            assert not r.delete_before_replace, f"{name} would be deleted before its successor exists"
+            assert digest_of(name), f"{name} has no digest of its inputs"
         hc = r.inputs.get("healthcheck")
         if component_of(r) in ("migration", "services", "work-pool"):
             assert not r.inputs.get("wait"), name
@@ -157,8 +167,9 @@ def test_dependency_graph_gives_compose_startup_order(stack_run):
         name, deps = r.inputs["name"], r.all_dependencies()
         assert migrate.urn in deps, f"{name} does not wait for the migration"
         assert data <= deps, name
-        # The exit-code gate is an Output the replica consumes, not just an ordering hint.
-        assert migrate.urn in r.property_dependencies.get("labels", []), name
+        # The exit-code gate is a direct dependency: Pulumi registers the replica only
+        # once the gate resolved, and the gate raises on a failed migration.
+        assert migrate.urn in r.dependencies, name
     for r in api:
         others = {o.urn for o in api if o is not r}
         assert not r.all_dependencies() & others, f"{r.inputs['name']} waits on another replica"
@@ -169,11 +180,41 @@ def test_dependency_graph_gives_compose_startup_order(stack_run):
     assert nginx.seq > max(r.seq for r in api)
 
 
-def test_nginx_is_replaced_when_a_replica_is(stack_run):
-    _, run = stack_run
-    labels = labels_of(container(run, "proxy"))
-    replica_ids = sorted(f"prefect-api-{i}-id" for i in range(1, len(containers(run, "api")) + 1))
-    assert labels["prefect-ha.upstreams"].split(",") == replica_ids
+def test_nginx_inputs_do_not_depend_on_the_replica_set(stack_run):
+    """nginx learns the replicas from Docker's DNS: scaling or rolling them must not
+    touch nginx's inputs, or the engine would replace the one published port."""
+    stack, run = stack_run
+    proxy = container(run, "proxy")
+    rolled = run_program(stack, {"api.replicas": 5, "prefect.logLevel": "WARNING"})
+    assert rolled.error is None
+    assert {without_digest(r.inputs["name"]) for r in containers(rolled, "api")} == {
+        f"prefect-ha-{stack}-api-{i}" for i in range(1, 6)}
+    def replica_independent(r):
+        # prod's mocked TLS key and bcrypt salt differ per run; nginx.conf must not
+        env = {k: v for k, v in env_of(r).items() if k not in (CERTIFICATE_ENV, KEY_ENV, HTPASSWD_ENV)}
+        return {**{k: v for k, v in r.inputs.items() if k != "envs"}, "envs": env}
+
+    assert replica_independent(container(rolled, "proxy")) == replica_independent(proxy)
+    assert not any(replica(run, "api", 1).urn == dep for dep in proxy.property_dependencies.get("envs", []))
+
+
+def test_a_replacing_change_renames_and_an_in_place_change_keeps_the_name(stack_run):
+    stack, run = stack_run
+    base = {r.name: r for r in containers(run)}
+    tuned = {r.name: r.inputs["name"] for r in containers(run_program(stack, {"prefect.logLevel": "WARNING"}))}
+    for logical, r in base.items():
+        name = r.inputs["name"]
+        if component_of(r) in ("api", "services", "migration"):
+            assert tuned[logical] != name and without_digest(tuned[logical]) == without_digest(name), logical
+        elif component_of(r) in FIXED_NAMES:
+            assert tuned[logical] == name, logical
+    # the same inputs give the same names in another run
+    assert {r.name: r.inputs["name"] for r in containers(run_program(stack))} == {k: r.inputs["name"] for k, r in base.items()}
+    # memory is updated in place by the provider: same name, no replacement
+    resized = run_program(stack, {"api.memoryLimit": "2g"})
+    assert resized.error is None, resized.error
+    assert replica(resized, "api", 1).inputs["name"] == replica(run, "api", 1).inputs["name"]
+    assert replica(resized, "api", 1).inputs["memory"] != replica(run, "api", 1).inputs["memory"]
 
 
 def test_outputs(stack_run):
@@ -192,7 +233,8 @@ def test_outputs(stack_run):
         assert out["work_pool"] == "docker-pool"
         assert "--pool docker-pool" in out["deploy_command"]
     assert run.output_is_secret("client_env")
-    assert "server prefect-api-1:4200" in out["nginx_conf"] and not run.output_is_secret("nginx_conf")
+    assert "include /tmp/prefect-ha/upstream-api.conf;" in out["nginx_conf"]
+    assert "prefect-api-1" not in out["nginx_conf"] and not run.output_is_secret("nginx_conf")
     assert out["services"]["postgres"] == "postgres:5432"
     assert out["services"]["networks"] == {"backend": f"prefect-ha-{stack}-backend", "edge": f"prefect-ha-{stack}-edge"}
     assert len(out["containers"]["api"]) == (3 if stack == "prod" else 1)
@@ -208,8 +250,7 @@ def test_scaling_replicas_adds_containers_and_upstreams():
     run = run_program("prod", {"api.replicas": 5, "services.replicas": 2})
     assert run.error is None
     assert len(containers(run, "api")) == 5 and len(containers(run, "services")) == 2
-    nginx = run.outputs["nginx_conf"]
-    assert all(f"server prefect-api-{i}:4200" in nginx for i in range(1, 6))
+    assert len({r.inputs["name"] for r in containers(run, "api")}) == 5
     pg = container(run, "postgres").inputs["command"]
     assert pg == ["postgres", "-c", "max_connections=125"]
 

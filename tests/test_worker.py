@@ -1,13 +1,14 @@
 """The Docker worker under mocks: env, API address, credentials, start order, socket, work pool job."""
 
 import json
+import re
 
 import pytest
 
 from components.config import load_paths
 from components.prefect_settings import CLIENT_API_URL, CLIENT_AUTH_STRING, DOCKER_CLIENT_TIMEOUT, EXTRA_PIP_PACKAGES
 from harness import StackMocks, run_program
-from support import container, containers, env_of, replica, replicas
+from support import container, containers, env_of, replica, replicas, without_digest
 
 
 def worker_run(stack="dev", **overrides):
@@ -51,12 +52,14 @@ def test_workers_start_after_every_api_replica_is_healthy_and_after_the_pool_job
     pool_job = container(run, "work-pool")
     assert api <= pool_job.all_dependencies()
     workers = replicas(run, "worker")
-    assert [w.inputs["name"] for w in workers] == ["prefect-ha-prod-worker-1", "prefect-ha-prod-worker-2"]
+    assert [without_digest(w.inputs["name"]) for w in workers] == ["prefect-ha-prod-worker-1", "prefect-ha-prod-worker-2"]
     for worker in workers:
         name = worker.inputs["name"]
         assert api <= worker.all_dependencies(), name
-        # the pool job's exit code is consumed, so a failed set-up stops the workers
-        assert pool_job.urn in worker.property_dependencies.get("labels", []), name
+        # the pool job's exit-code gate is a direct dependency: a failed set-up stops the workers
+        assert pool_job.urn in worker.dependencies, name
+        # the Prefect worker's name is stable across generations; the container's is not
+        assert worker.inputs["command"][worker.inputs["command"].index("--name") + 1] == without_digest(name)
         assert worker.seq > pool_job.seq > max(r.seq for r in containers(run, "api"))
         assert worker.inputs["wait"] is True and worker.inputs["restart"] == "unless-stopped"
         assert "/health" in " ".join(worker.inputs["healthcheck"]["tests"])
@@ -65,7 +68,8 @@ def test_workers_start_after_every_api_replica_is_healthy_and_after_the_pool_job
 
 def test_failed_pool_setup_stops_every_worker():
     run = run_program("dev", mocks=StackMocks(exit_codes={"prefect-ha-dev-work-pool": 1}))
-    assert run.error is not None and "work-pool container prefect-ha-dev-work-pool exited with code 1" in str(run.error)
+    assert run.error is not None
+    assert re.search(r"work-pool container prefect-ha-dev-work-pool-[0-9a-f]{8} exited with code 1", str(run.error)), run.error
     assert containers(run, "worker") == []
 
 
@@ -99,7 +103,7 @@ def test_pool_job_carries_the_job_defaults_and_limits():
     assert replica(run, "worker", 1).inputs["command"][-2:] == ["--limit", "3"]
     assert run.outputs["work_pool"] == "docker-pool"
     assert run.outputs["deploy_command"].startswith("prefect --no-prompt deploy ")
-    assert run.outputs["containers"]["workers"] == ["prefect-ha-dev-worker-1"]
+    assert [without_digest(n) for n in run.outputs["containers"]["workers"]] == ["prefect-ha-dev-worker-1"]
 
 
 def test_job_network_can_be_overridden():
