@@ -221,24 +221,46 @@ def wait_for(predicate, timeout: float, interval: float = 0.5, what: str = "cond
 
 
 class RequestLoop:
-    """A bounded request loop through nginx: `threads` clients, at most `limit` requests or `seconds`."""
+    """A bounded request loop through nginx: `threads` clients, at most `limit` requests or `seconds`.
 
-    def __init__(self, base: str, threads: int = 4, limit: int = 4000, seconds: float = 90):
+    Every other request is GET /api/health, the rest POST /api/flow_runs/filter (read-only,
+    so nginx may retry it on another replica). With ``auth`` (user, password) and ``verify``
+    (a CA file) it runs against the secure edge: basic credentials on every request and,
+    for Prefect's CSRF protection, a token per client fetched once from /api/csrf-token.
+    """
+
+    def __init__(self, base: str, threads: int = 4, limit: int = 4000, seconds: float = 90, *,
+                 auth: tuple[str, str] | None = None, verify: str | None = None, interval: float = 0.0):
         self.base, self.threads, self.limit, self.seconds = base, threads, limit, seconds
+        self.auth, self.verify, self.interval = auth, verify, interval
         self.done = 0
         self.failures: list[str] = []
         self.stop = threading.Event()
         self._lock = threading.Lock()
+        self._headers: dict[int, dict[str, str]] = {}
 
-    def _one(self, session: requests.Session, n: int) -> None:
+    def _csrf(self, client: int) -> dict[str, str]:
+        if self.auth is None or client in self._headers:
+            return self._headers.get(client, {})
+        name = f"request-loop-{client}"
+        token = requests.get(f"{self.base}/api/csrf-token", params={"client": name}, auth=self.auth,
+                             verify=self.verify, timeout=10)
+        token.raise_for_status()
+        self._headers[client] = {"Prefect-Csrf-Token": token.json()["token"], "Prefect-Csrf-Client": name}
+        return self._headers[client]
+
+    def _one(self, session: requests.Session, n: int, client: int) -> None:
+        # (verify per request: a Session's verify loses to $REQUESTS_CA_BUNDLE when that is set)
+        options = {"timeout": 10, "auth": self.auth, "verify": self.verify if self.verify else True}
         if n % 2:
-            r = session.post(f"{self.base}/api/flow_runs/filter", json={"limit": 5}, timeout=10)
+            r = session.post(f"{self.base}/api/flow_runs/filter", json={"limit": 5},
+                             headers=self._csrf(client), **options)
         else:
-            r = session.get(f"{self.base}/api/health", timeout=10)
+            r = session.get(f"{self.base}/api/health", **options)
         if r.status_code != 200:
             raise RuntimeError(f"{r.request.method} {r.url} -> {r.status_code}")
 
-    def _worker(self) -> None:
+    def _worker(self, client: int) -> None:
         session = requests.Session()
         deadline = time.monotonic() + self.seconds
         while not self.stop.is_set() and time.monotonic() < deadline:
@@ -248,13 +270,15 @@ class RequestLoop:
                 n = self.done
                 self.done += 1
             try:
-                self._one(session, n)
+                self._one(session, n, client)
             except Exception as err:  # noqa: BLE001 every failure counts
                 with self._lock:
-                    self.failures.append(repr(err))
+                    self.failures.append(f"{time.strftime('%H:%M:%S')} {err!r}")
+            if self.interval:
+                self.stop.wait(self.interval)
 
     def run_while(self, action) -> None:
-        workers = [threading.Thread(target=self._worker) for _ in range(self.threads)]
+        workers = [threading.Thread(target=self._worker, args=(i,)) for i in range(self.threads)]
         for w in workers:
             w.start()
         try:
@@ -262,6 +286,25 @@ class RequestLoop:
             action()
             wait_for(lambda: self.done >= self.limit or self.stop.is_set(), timeout=self.seconds, interval=0.2,
                      what=f"{self.limit} requests")
+        finally:
+            self.stop.set()
+            for w in workers:
+                w.join(timeout=30)
+
+
+    def during(self, action, *, tail: float = 3.0):
+        """Requests before, during and for ``tail`` seconds after ``action()``; returns what it
+        returned. ``self.action_seconds`` is how long it took."""
+        workers = [threading.Thread(target=self._worker, args=(i,)) for i in range(self.threads)]
+        for w in workers:
+            w.start()
+        try:
+            wait_for(lambda: self.done >= 20, timeout=30, interval=0.05, what="20 requests before the change")
+            started = time.monotonic()
+            result = action()
+            self.action_seconds = time.monotonic() - started
+            self.stop.wait(tail)
+            return result
         finally:
             self.stop.set()
             for w in workers:

@@ -1,0 +1,166 @@
+"""Day 2 on the real engine: every `pulumi up` after the first keeps Prefect serving.
+
+A deployed stack is changed with `pulumi config set --path` and `pulumi up` while a
+request loop through nginx (GET /api/health and the read-only POST /api/flow_runs/filter)
+counts every failed request. Rolling containers are replaced create-before-delete (their
+names carry a digest of their inputs); nginx learns the replica set from Docker's DNS and
+reloads, so it is never replaced by a change on the API side. Each change must serve every
+request, and nginx must be the same container afterwards.
+"""
+
+from __future__ import annotations
+
+import time
+
+import pytest
+from pulumi import automation as auto
+
+from engine import _text
+from images import WORKER_IMAGE
+from testbed import Deployment, RequestLoop, deploy_or_fail, tear_down, wait_for
+
+pytestmark = pytest.mark.timeout(1200)
+
+# The loop: 2 clients, each one request every 50 ms.
+CLIENTS, INTERVAL = 2, 0.05
+
+
+def configure(deployment: Deployment, changes: dict) -> None:
+    deployment.stack.stack.set_all_config({k: auto.ConfigValue(_text(v)) for k, v in changes.items()}, path=True)
+
+
+def change_under_load(deployment: Deployment, changes: dict, what: str, *, base: str | None = None,
+                      **loop_options) -> RequestLoop:
+    """`pulumi up` of ``changes`` under the request loop; prints the figures bench/ collects."""
+    configure(deployment, changes)
+    loop = RequestLoop(base or deployment.base, threads=CLIENTS, interval=INTERVAL, limit=10**6, seconds=900,
+                       **loop_options)
+    result = loop.during(deployment.stack.up)
+    deployment.up_result = result
+    deployment.outputs = deployment.stack.outputs()
+    changed = {k: v for k, v in (result.summary.resource_changes or {}).items() if k != "same"}
+    print(f"\n[rolling] {what}: pulumi up {loop.action_seconds:.1f} s, {loop.done} requests, "
+          f"{len(loop.failures)} failed; changes {changed}")
+    return loop
+
+
+def ids(deployment: Deployment, component: str) -> set[str]:
+    return {c.id for c in deployment.containers(component)}
+
+
+def assert_served_everything(loop: RequestLoop) -> None:
+    assert loop.done > 100, f"only {loop.done} requests ran"
+    assert loop.failures == [], f"{len(loop.failures)} of {loop.done} failed: {loop.failures[:10]}"
+
+
+def running_healthy(deployment: Deployment, component: str) -> list:
+    found = deployment.containers(component)
+    for c in found:
+        c.reload()
+    return [c for c in found if c.status == "running" and c.attrs["State"].get("Health", {}).get("Status") == "healthy"]
+
+
+def upstream_members(deployment: Deployment) -> list[str]:
+    """The replica addresses nginx proxies to now, as the watcher wrote them."""
+    nginx = deployment.container("proxy")
+    out = nginx.exec_run(["cat", "/tmp/prefect-ha/upstream-api.conf"]).output.decode()
+    return sorted(line.split()[1].rsplit(":", 1)[0] for line in out.splitlines() if line.startswith("server "))
+
+
+def replica_addresses(deployment: Deployment) -> list[str]:
+    found = []
+    for c in deployment.containers("api"):
+        c.reload()
+        found += [n["IPAddress"] for name, n in c.attrs["NetworkSettings"]["Networks"].items() if name.endswith("-edge")]
+    return sorted(found)
+
+
+@pytest.fixture(scope="module")
+def stack(docker_client):
+    """The prod stack file with a plain edge, one API replica and a Docker worker."""
+    started = time.monotonic()
+    deployment = deploy_or_fail(docker_client, "roll", {
+        "api.replicas": 1,
+        "worker.enabled": True,
+        "worker.image": WORKER_IMAGE,
+        "worker.extraPipPackages": "",
+        "worker.jobImagePullPolicy": "Never",
+    })
+    print(f"\n[rolling] deployed in {time.monotonic() - started:.1f} s")
+    yield deployment
+    tear_down(deployment)
+
+
+def test_scale_out_1_to_3_serves_every_request_and_keeps_nginx(stack):
+    nginx, api = ids(stack, "proxy"), ids(stack, "api")
+    loop = change_under_load(stack, {"api.replicas": 3}, "api.replicas 1 -> 3")
+    assert_served_everything(loop)
+    assert ids(stack, "proxy") == nginx, "nginx was replaced"
+    assert api < ids(stack, "api") and len(running_healthy(stack, "api")) == 3
+    # nginx proxies to all three now (the watcher admitted the new ones once healthy)
+    wait_for(lambda: upstream_members(stack) == replica_addresses(stack), timeout=15,
+             what="nginx's upstream to list the three replicas",
+             detail=lambda: (upstream_members(stack), replica_addresses(stack)))
+
+
+def test_scale_in_3_to_2_serves_every_request_and_keeps_nginx(stack):
+    nginx, api = ids(stack, "proxy"), ids(stack, "api")
+    loop = change_under_load(stack, {"api.replicas": 2}, "api.replicas 3 -> 2")
+    assert_served_everything(loop)
+    assert ids(stack, "proxy") == nginx, "nginx was replaced"
+    assert ids(stack, "api") < api and len(running_healthy(stack, "api")) == 2
+    wait_for(lambda: upstream_members(stack) == replica_addresses(stack), timeout=15,
+             what="nginx's upstream to drop the removed replica",
+             detail=lambda: (upstream_members(stack), replica_addresses(stack)))
+
+
+def test_a_server_setting_rolls_every_replica_and_the_services_without_a_failed_request(stack):
+    nginx, api, services = ids(stack, "proxy"), ids(stack, "api"), ids(stack, "services")
+    loop = change_under_load(stack, {"prefect.logLevel": "WARNING"}, "prefect.logLevel INFO -> WARNING")
+    assert_served_everything(loop)
+    assert ids(stack, "proxy") == nginx, "nginx was replaced"
+    assert not ids(stack, "api") & api, "a replica kept its old settings"
+    assert not ids(stack, "services") & services and len(ids(stack, "services")) == 1
+    for c in stack.containers("api"):
+        assert "PREFECT_LOGGING_SERVER_LEVEL=WARNING" in c.attrs["Config"]["Env"], c.name
+    assert len(running_healthy(stack, "api")) == 2
+
+
+def test_a_worker_setting_replaces_the_worker_after_its_successor_is_healthy(stack):
+    nginx, workers = ids(stack, "proxy"), ids(stack, "worker")
+    loop = change_under_load(stack, {"worker.limit": 3}, "worker.limit 0 -> 3")
+    assert_served_everything(loop)
+    assert ids(stack, "proxy") == nginx
+    [worker] = running_healthy(stack, "worker")
+    assert worker.id not in workers and worker.attrs["Config"]["Cmd"][-2:] == ["--limit", "3"]
+    # the Prefect worker keeps its name across container generations
+    name = worker.attrs["Config"]["Cmd"][worker.attrs["Config"]["Cmd"].index("--name") + 1]
+    assert worker.name.startswith(f"{name}-"), (worker.name, name)
+
+
+def test_an_unchanged_up_touches_nothing(stack):
+    result = stack.stack.up()
+    assert set(result.summary.resource_changes or {}) == {"same"}, result.summary.resource_changes
+
+
+@pytest.fixture(scope="module")
+def secure(docker_client, tmp_path_factory):
+    """The prod edge as shipped (TLS, Prefect auth, CSRF), with a rate limit the loop stays under."""
+    deployment = deploy_or_fail(docker_client, "rollsec", {
+        "api.replicas": 2, "proxy.rateLimit": 200, "proxy.rateLimitBurst": 400}, secure=True)
+    ca = tmp_path_factory.mktemp("rollsec") / "ca.pem"
+    ca.write_text(deployment.outputs["ca_certificate"])
+    deployment.ca_file = ca
+    yield deployment
+    tear_down(deployment)
+
+
+def test_scale_out_behind_tls_auth_and_csrf_serves_every_request(secure):
+    user, password = secure.outputs["client_env"]["PREFECT_API_AUTH_STRING"].split(":", 1)
+    nginx = ids(secure, "proxy")
+    base = secure.outputs["api_url"].removesuffix("/api")
+    loop = change_under_load(secure, {"api.replicas": 3}, "prod edge: api.replicas 2 -> 3", base=base,
+                             auth=(user, password), verify=str(secure.ca_file))
+    assert_served_everything(loop)
+    assert ids(secure, "proxy") == nginx, "nginx was replaced"
+    assert len(running_healthy(secure, "api")) == 3
