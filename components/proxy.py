@@ -49,6 +49,10 @@ FAIL_TIMEOUT = 10
 # How often the watcher asks Docker's DNS for the replicas; a stale heartbeat fails the healthcheck.
 WATCH_SECONDS = 1
 WATCH_STALE_SECONDS = 30
+# The edge config volume (see CONFIG_SCRIPT), read-only in nginx.
+EDGE_DIR = "/run/prefect-ha/edge"
+CURRENT_LINK = "current"
+CONFIG_COMPONENT = "edge-config"
 
 # The container's environment carries the files' contents.
 CONF_ENV = "EDGE_NGINX_CONF"
@@ -64,34 +68,67 @@ TMPFS = ("/tmp", "/var/cache/nginx", "/var/lib/nginx")
 # (CHOWN); the workers drop to the image's unprivileged user (SETGID, SETUID).
 CAPABILITIES = ("CHOWN", "SETGID", "SETUID")
 
-# The container's command: no secret in it, only names of variables. The key
-# stays readable by root (the master loads it before the workers start); the
-# workers read the htpasswd on every request, so it is readable to them, in a
-# directory they may traverse but not list. The secrets leave the environment
-# before anything else starts.
+# The edge config lives in a volume, one directory per generation, and
+# `current` names the live one. A rolling one-shot job (CONFIG_SCRIPT) writes a
+# new generation from its environment, checks it with `nginx -t` and only then
+# switches `current`; nginx's watcher sees the switch and reloads. A change of
+# rate limit, allowlist, auth or certificate is therefore a new job and a
+# graceful reload, never a new nginx container. The generation directory is
+# traversable but not listable; the key is readable by root only (the master
+# loads it), the htpasswd by the workers too (they read it on every request).
+# nginx.conf names its files relative to itself, so `nginx -t` checks the new
+# generation's certificate, and a reload reads the current one.
 #
-# nginx resolves upstream names once, when it loads its config, so the replica
-# set is not in nginx.conf: a watcher asks Docker's DNS every second for the
-# IPv4 addresses of the replicas' shared alias (`getent hosts`: gethostbyname
-# lists every address; `ahostsv4` would filter by AI_ADDRCONFIG), admits an address once its health
-# check answers, writes the upstream files and reloads nginx gracefully (HUP)
-# when the set changed. Scaling or replacing replicas therefore never replaces
-# nginx. An empty answer keeps the last set (nginx's passive health and retries
-# cover a replica that is going away). The watcher ends with nginx.
+# The job's command holds no secret, only names of variables; the secrets
+# leave its environment once written.
+CONFIG_SCRIPT = f"""set -eu
+umask 077
+edge={EDGE_DIR}
+gen=gen-$(hostname)
+new="$edge/$gen"
+rm -rf "$new"
+mkdir -p "$new"
+printenv {CONF_ENV} > "$new/{CONF_FILE}"
+if [ -n "${{{CERTIFICATE_ENV}:-}}" ]; then
+  printenv {CERTIFICATE_ENV} > "$new/{CERTIFICATE_FILE}"
+  printenv {KEY_ENV} > "$new/{KEY_FILE}"
+fi
+if [ -n "${{{HTPASSWD_ENV}:-}}" ]; then
+  printenv {HTPASSWD_ENV} > "$new/{HTPASSWD_FILE}"
+  chmod 644 "$new/{HTPASSWD_FILE}"
+fi
+unset {KEY_ENV} {HTPASSWD_ENV}
+chmod 711 "$new"
+# nginx -t reads the replica files nginx's watcher writes; any address will do.
+mkdir -p {RUNTIME_DIR}
+echo 'server 127.0.0.1:{API_PORT};' > {RUNTIME_DIR}/{UPSTREAM_FILE}
+echo 'server 127.0.0.1:{API_PORT};' > {RUNTIME_DIR}/{TASKS_UPSTREAM_FILE}
+nginx -q -t -e stderr -c "$new/{CONF_FILE}"
+previous=$(readlink "$edge/{CURRENT_LINK}" 2>/dev/null || true)
+ln -sfn "$gen" "$edge/.{CURRENT_LINK}.new"
+mv -T "$edge/.{CURRENT_LINK}.new" "$edge/{CURRENT_LINK}"
+# The previous generation stays until the next switch: nginx serves it until it reloaded.
+for old in "$edge"/gen-*; do
+  case "${{old##*/}}" in "$gen"|"$previous") ;; *) rm -rf "$old" ;; esac
+done
+echo "prefect-ha: edge config $gen is current (previous: ${{previous:-none}})"
+"""
+
+# nginx's command. nginx resolves upstream names once, when it loads its
+# config, so the replica set is not in nginx.conf: a watcher asks Docker's DNS
+# every second for the IPv4 addresses of the replicas' shared alias (`getent
+# hosts`: gethostbyname lists every address; `ahostsv4` would filter by
+# AI_ADDRCONFIG), admits an address once its health check answers, writes the
+# upstream files into tmpfs and reloads nginx gracefully (HUP) when the set or
+# the current edge config changed. Scaling or replacing replicas therefore
+# never replaces nginx. An empty answer keeps the last set (nginx's passive
+# health and retries cover a replica that is going away). The watcher ends
+# with nginx.
 START_SCRIPT = f"""set -eu
 umask 077
 dir={RUNTIME_DIR}
+edge={EDGE_DIR}
 mkdir -p "$dir"
-printenv {CONF_ENV} > "$dir/{CONF_FILE}"
-if [ -n "${{{CERTIFICATE_ENV}:-}}" ]; then
-  printenv {CERTIFICATE_ENV} > "$dir/{CERTIFICATE_FILE}"
-  printenv {KEY_ENV} > "$dir/{KEY_FILE}"
-fi
-if [ -n "${{{HTPASSWD_ENV}:-}}" ]; then
-  printenv {HTPASSWD_ENV} > "$dir/{HTPASSWD_FILE}"
-  chmod 644 "$dir/{HTPASSWD_FILE}"
-fi
-unset {KEY_ENV} {HTPASSWD_ENV}
 chmod 711 "$dir"
 members=""
 healthy() {{ curl -fsS -o /dev/null -m 2 "http://$1:{API_PORT}{API_HEALTH_PATH}" 2>/dev/null; }}
@@ -121,15 +158,24 @@ refresh() {{
 }}
 # nginx starts with at least one healthy replica (nginx depends on them).
 until refresh; do sleep {WATCH_SECONDS}; done
+loaded=$(readlink "$edge/{CURRENT_LINK}")
+echo "prefect-ha: edge config $loaded" >&2
 date +%s > "$dir/{WATCH_FILE}"
 (
   while kill -0 $$ 2>/dev/null; do
     sleep {WATCH_SECONDS}
-    if refresh && [ -s "$dir/nginx.pid" ]; then kill -HUP "$(cat "$dir/nginx.pid")"; fi
+    reload=0
+    if refresh; then reload=1; fi
+    current=$(readlink "$edge/{CURRENT_LINK}" 2>/dev/null || echo "$loaded")
+    if [ "$current" != "$loaded" ]; then
+      loaded=$current reload=1
+      echo "prefect-ha: edge config $loaded" >&2
+    fi
+    if [ "$reload" = 1 ] && [ -s "$dir/nginx.pid" ]; then kill -HUP "$(cat "$dir/nginx.pid")"; fi
     date +%s > "$dir/{WATCH_FILE}"
   done
 ) &
-exec nginx -e stderr -c "$dir/{CONF_FILE}" -g 'daemon off;'
+exec nginx -e stderr -c "$edge/{CURRENT_LINK}/{CONF_FILE}" -g 'daemon off;'
 """
 # Healthy: nginx answers its own health location and the watcher is alive.
 HEALTH_TEST = [
@@ -183,10 +229,11 @@ def render_nginx_conf(
         public_url=public_url,
         upstream_host=_nginx_literal(urlsplit(public_url).netloc, "proxy.publicUrl's host"),
         tls=tls,
-        certificate_path=f"{runtime_dir}/{CERTIFICATE_FILE}",
-        key_path=f"{runtime_dir}/{KEY_FILE}",
+        # Relative: nginx reads them next to nginx.conf, in the same generation.
+        certificate_path=CERTIFICATE_FILE,
+        key_path=KEY_FILE,
         auth_basic=basic_auth,
-        htpasswd_path=f"{runtime_dir}/{HTPASSWD_FILE}",
+        htpasswd_path=HTPASSWD_FILE,
         allow_cidrs=list(proxy.allow_cidrs),
         rate_limit=proxy.rate_limit,
         rate_limit_burst=proxy.rate_limit_burst,
@@ -204,7 +251,7 @@ def nginx_env(
     htpasswd: str | None = None,
     timezone: str = "UTC",
 ) -> dict[str, str]:
-    """The container's environment: what START_SCRIPT writes into RUNTIME_DIR."""
+    """The edge-config job's environment: what CONFIG_SCRIPT writes into a generation."""
     if (certificate is None) != (private_key is None):
         raise ValueError("a certificate and its key come together")
     env = {"TZ": timezone, CONF_ENV: nginx_conf}
@@ -220,8 +267,24 @@ def _env_list(env: Mapping[str, str]) -> list[str]:
     return [f"{key}={value}" for key, value in env.items()]
 
 
+class EdgeConfigFailed(pulumi.RunError):
+    """The edge-config job did not exit 0: nginx keeps the config it has."""
+
+
+def check_config_job(container_name: str, exit_code: int | None) -> int:
+    """0, or raise: a config nginx refuses is never switched to."""
+    if exit_code is None or int(exit_code) != 0:
+        code = "unknown" if exit_code is None else int(exit_code)
+        raise EdgeConfigFailed(
+            f"edge config job {container_name} exited with code {code}; nginx keeps the config it has. "
+            f"see `docker logs {container_name}`"
+        )
+    return 0
+
+
 class Proxy(StackComponent):
     container: docker.Container
+    config_job: docker.Container
     nginx_conf: str
     """The rendered nginx.conf; no secret in it, so the stack exports it for review."""
 
@@ -264,6 +327,32 @@ class Proxy(StackComponent):
         if tls is not None:
             ports += dc.published(HTTP_PORT, http_redirect_port)
 
+        self.config_volume = docker.Volume(
+            f"{name}-config",
+            name=place.name(CONFIG_COMPONENT),
+            labels=[docker.VolumeLabelArgs(label=dc.STACK_LABEL, value=place.stack)],
+            opts=pulumi.ResourceOptions(parent=self),
+        )
+        # Rolled like the migration: a new config is a new job, nginx stays.
+        self.config_job = dc.rolling_container(
+            f"{name}-config-job",
+            place=place,
+            role=CONFIG_COMPONENT,
+            parent=self,
+            image=proxy.image,
+            command=["sh", "-c", CONFIG_SCRIPT],
+            envs=envs,
+            volumes=[docker.ContainerVolumeArgs(volume_name=self.config_volume.name, container_path=EDGE_DIR)],
+            **dc.one_shot(),
+            **dc.hardening(read_only=True, tmpfs=TMPFS, cap_add=CAPABILITIES),
+            **dc.limits(proxy),
+            labels=dc.labels(place.stack, CONFIG_COMPONENT),
+            **place.log_args(),
+        )
+        self.config_written = pulumi.Output.all(self.config_job.name, self.config_job.exit_code).apply(
+            lambda v: check_config_job(v[0], v[1])
+        )
+
         self.container = docker.Container(
             f"{name}-container",
             name=place.name("nginx"),
@@ -271,7 +360,9 @@ class Proxy(StackComponent):
             # A command other than `nginx` also skips the official image's
             # entrypoint hooks, which would write into /etc/nginx.
             command=["sh", "-c", START_SCRIPT],
-            envs=envs,
+            envs=[f"TZ={place.timezone}"],
+            volumes=[docker.ContainerVolumeArgs(
+                volume_name=self.config_volume.name, container_path=EDGE_DIR, read_only=True)],
             networks_advanced=dc.network_attachment(place.edge, "nginx"),
             ports=ports,
             healthcheck=dc.healthcheck(HEALTH_TEST, interval=5, timeout=3, retries=3, start_period=5),
@@ -282,8 +373,9 @@ class Proxy(StackComponent):
             labels=dc.labels(place.stack, COMPONENT, **{TLS_LABEL: tls.mode if tls else TLS_OFF, AUTH_LABEL: auth_mode}),
             **dc.hardening(read_only=True, tmpfs=TMPFS, cap_add=CAPABILITIES),
             **place.log_args(),
-            # Started after the first replicas are healthy; later replica sets reach
-            # it through the watcher (START_SCRIPT), so nothing here names them.
-            opts=dc.container_opts(self, depends_on=upstreams),
+            # Started after the first replicas are healthy and the first config is
+            # written; later replica sets and configs reach it through the watcher
+            # (START_SCRIPT), so nothing here names them.
+            opts=dc.container_opts(self, depends_on=[*upstreams, dc.passed(self.config_job, self.config_written)]),
         )
-        self.register_outputs({"container_name": self.container.name})
+        self.register_outputs({"container_name": self.container.name, "config_job": self.config_job.name})

@@ -22,7 +22,7 @@ import pytest
 
 from components import proxy
 from components.api import API_PORT
-from components.proxy import HTTP_PORT, HTTPS_PORT, START_SCRIPT
+from components.proxy import CONFIG_SCRIPT, EDGE_DIR, HTTP_PORT, HTTPS_PORT, START_SCRIPT
 from nginx_support import nginx_binary
 
 REPO = Path(__file__).resolve().parent.parent
@@ -34,8 +34,9 @@ THROTTLED_CLIENT = "127.0.0.3"  # allowlisted too; used by the rate-limit test a
 
 
 def main() -> None:  # pragma: no cover - runs in the namespace, driven by EdgeAgent
-    """Inside the namespace: an echo upstream on the replicas' port, nginx started by
-    START_SCRIPT from this process's environment, and one request per stdin line."""
+    """Inside the namespace: an echo upstream on the replicas' port, the edge config
+    written by CONFIG_SCRIPT from this process's environment, nginx started by
+    START_SCRIPT, and one request per stdin line."""
     import http.client
     import http.server
     import socket
@@ -69,13 +70,21 @@ def main() -> None:  # pragma: no cover - runs in the namespace, driven by EdgeA
 
     upstream = http.server.ThreadingHTTPServer(("127.0.0.1", API_PORT), Echo)
     threading.Thread(target=upstream.serve_forever, daemon=True).start()
-    log = open("/tmp/nginx.log", "w+")
-    nginx = subprocess.Popen(["sh", "-c", START_SCRIPT], stdout=log, stderr=subprocess.STDOUT)
     ports = [HTTP_PORT] + ([HTTPS_PORT] if os.environ.get(proxy.CERTIFICATE_ENV) else [])
 
     def say(message):
         sys.stdout.write(json.dumps(message) + "\n")
         sys.stdout.flush()
+
+    # As on the stack: the edge-config job writes (and nginx -t checks) a generation
+    # from its environment, then nginx starts without any of it in its own.
+    job = subprocess.run(["sh", "-c", CONFIG_SCRIPT], capture_output=True, text=True)
+    if job.returncode != 0:
+        say({"error": f"the edge config job failed: {job.stdout[-1500:]} {job.stderr[-1500:]}"})
+        return
+    log = open("/tmp/nginx.log", "w+")
+    nginx_env = {k: v for k, v in os.environ.items() if not k.startswith("EDGE_")}
+    nginx = subprocess.Popen(["sh", "-c", START_SCRIPT], stdout=log, stderr=subprocess.STDOUT, env=nginx_env)
 
     def listening(port):
         try:
@@ -128,7 +137,11 @@ class EdgeAgent:
     def __init__(self, tmp_path: Path, env: dict[str, str], hosts: list[str]):
         nginx_binary()
         (tmp_path / "hosts").write_text("".join(f"127.0.0.1 {h}\n" for h in ["localhost", PUBLIC_HOST, *hosts]))
-        mounts = " && ".join(f"mount -t tmpfs -o mode=1777 tmpfs {p}" for p in proxy.TMPFS if Path(p).is_dir())
+        mounts = " && ".join([
+            *(f"mount -t tmpfs -o mode=1777 tmpfs {p}" for p in proxy.TMPFS if Path(p).is_dir()),
+            # the edge config volume
+            "mount -t tmpfs -o mode=755 tmpfs /run", f"mkdir -p {EDGE_DIR}",
+        ])
         agent = (f"import sys; sys.path[:0] = {[str(REPO), str(REPO / 'tests')]!r}; "
                  "import edge_agent; edge_agent.main()")
         script = " && ".join([

@@ -83,7 +83,7 @@ def htpasswd_line(user: str, password: str) -> str:
 
 
 def write_runtime_files(directory: Path, pki: dict[str, str]) -> None:
-    """The files START_SCRIPT writes, for an nginx run outside the container."""
+    """The files CONFIG_SCRIPT writes beside nginx.conf, for an nginx run outside the container."""
     directory.mkdir(parents=True, exist_ok=True)
     (directory / proxy.CERTIFICATE_FILE).write_text(pki["certificate"])
     (directory / proxy.KEY_FILE).write_text(pki["key"])

@@ -111,5 +111,5 @@ def env_of(reg: Registration) -> dict[str, str]:
 # component label -> the config group whose memoryLimit/cpuLimit its containers take
 LIMITS_GROUP = {
     "postgres": "postgres", "redis": "redis", "migration": "migration", "api": "api",
-    "services": "services", "proxy": "proxy", "worker": "worker", "work-pool": "worker",
+    "services": "services", "proxy": "proxy", "edge-config": "proxy", "worker": "worker", "work-pool": "worker",
 }

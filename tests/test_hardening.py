@@ -3,6 +3,7 @@
 import pytest
 
 from components.prefect_settings import CLIENT_AUTH_STRING, SERVER_AUTH_STRING
+from components.proxy import CONFIG_COMPONENT
 from harness import StackMocks, run_program
 from support import RANDOM_PASSWORD, assert_counts, component_of, container, containers, env_of, replica
 
@@ -60,7 +61,7 @@ def test_prefect_auth_puts_the_auth_string_on_the_server_and_in_client_env():
         name = reg.inputs["name"]
         assert env_of(reg)[SERVER_AUTH_STRING] == f"prefect:{PASSWORD}", name
         assert SERVER_AUTH_STRING in reg.secret_envs(), name
-    nginx_env = str(container(run, "proxy").inputs["envs"])
+    nginx_env = str(container(run, "proxy").inputs["envs"]) + str(container(run, CONFIG_COMPONENT).inputs["envs"])
     assert "auth_basic" not in run.outputs["nginx_conf"]
     assert PASSWORD not in nginx_env
     assert run.outputs["client_env"][CLIENT_AUTH_STRING] == f"prefect:{PASSWORD}"
@@ -71,7 +72,7 @@ def test_nginx_auth_leaves_the_servers_alone_and_delivers_a_bcrypt_htpasswd():
     assert run.error is None, run.error
     assert SERVER_AUTH_STRING not in env_of(replica(run, "api", 1))
     assert "auth_basic" in run.outputs["nginx_conf"]
-    nginx = container(run, "proxy")
+    nginx = container(run, CONFIG_COMPONENT)
     htpasswd = [k for k, v in env_of(nginx).items() if v.startswith("ops:$2a$")]
     assert htpasswd, "no htpasswd line for nginx"
     assert set(htpasswd) <= nginx.secret_envs()

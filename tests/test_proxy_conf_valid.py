@@ -60,7 +60,7 @@ def test_the_matrix_covers_every_control():
 def test_every_control_combination_passes_nginx_t(case, tmp_path, pki):
     runtime = tmp_path / "run"
     config, conf = render_case(case, str(runtime))
-    write_runtime_files(runtime, pki)
+    write_runtime_files(tmp_path, pki)  # beside nginx.conf, as in a generation of the edge config
     result = nginx_test(conf, tmp_path, runtime, config.api.replicas)
     assert result.returncode == 0, result.stderr
     assert "test is successful" in result.stderr

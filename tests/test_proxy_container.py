@@ -1,12 +1,13 @@
-"""The Proxy component's nginx container: published ports, read-only with only the
-capabilities nginx needs, labels, and its config, certificate, key and htpasswd
-delivered through the (secret) environment."""
+"""The Proxy component's containers: nginx (published ports, read-only with only the
+capabilities nginx needs, labels, the edge config volume read-only, nothing of
+the config in its inputs) and the edge-config job, whose (secret) environment
+carries the config, certificate, key and htpasswd into the volume."""
 
 import pytest
 from cryptography import x509
 
 from components import proxy
-from components.proxy import HTTP_PORT, HTTPS_PORT, RUNTIME_DIR, START_SCRIPT, nginx_env
+from components.proxy import CONFIG_SCRIPT, EDGE_DIR, HTTP_PORT, HTTPS_PORT, RUNTIME_DIR, START_SCRIPT, nginx_env
 from harness import run_program
 from support import container, env_of, labels_of
 from tls_mocks import CERT_REQUEST
@@ -15,6 +16,11 @@ from tls_mocks import CERT_REQUEST
 def nginx_container(run):
     assert run.error is None, run.error
     return container(run, "proxy")
+
+
+def config_job(run):
+    assert run.error is None, run.error
+    return container(run, proxy.CONFIG_COMPONENT)
 
 
 @pytest.mark.parametrize("stack, overrides, published", [
@@ -50,10 +56,28 @@ def test_nginx_runs_read_only_with_only_the_capabilities_it_needs(prod_run):
     assert labels["prefect-ha.tls"] == "generated" and labels["prefect-ha.auth"] == "prefect"
     # nothing of the replica set: a new replica must not replace nginx
     assert not [k for k in labels if "upstream" in k or "replica" in k], labels
+    # nothing of the edge config either: a new config is a reload, not a new nginx
+    assert env_of(reg) == {"TZ": "UTC"} and not reg.input_is_secret("envs")
+    [volume] = inputs["volumes"]
+    assert volume["containerPath"] == EDGE_DIR and volume["readOnly"] is True
 
 
-def test_generated_tls_reaches_nginx_as_a_secret_environment(prod_run):
-    reg = nginx_container(prod_run)
+def test_the_config_job_runs_once_read_only_and_writes_the_volume_nginx_reads(prod_run):
+    job, nginx = config_job(prod_run), nginx_container(prod_run)
+    inputs = job.inputs
+    assert inputs["command"] == ["sh", "-c", CONFIG_SCRIPT]
+    assert inputs["attach"] is True and inputs["mustRun"] is False and inputs["restart"] == "no"
+    assert inputs["readOnly"] is True and inputs["image"] == nginx.inputs["image"]
+    assert inputs["capabilities"] == nginx.inputs["capabilities"]
+    [volume] = inputs["volumes"]
+    assert volume["volumeName"] == nginx.inputs["volumes"][0]["volumeName"] == "prefect-ha-prod-edge-config"
+    assert not volume.get("readOnly")
+    # nginx starts only once the first config was written and checked
+    assert job.urn in nginx.dependencies
+
+
+def test_generated_tls_reaches_the_config_job_as_a_secret_environment(prod_run):
+    reg = config_job(prod_run)
     env = env_of(reg)
     assert reg.input_is_secret("envs")
     assert not reg.input_is_secret("command")
@@ -69,22 +93,22 @@ def test_generated_tls_reaches_nginx_as_a_secret_environment(prod_run):
 
 def test_a_provided_certificate_is_served_as_given(pki):
     run = run_program("prod", {"tls.certificate": pki["certificate"], "tls.key": pki["key"], "auth.mode": "nginx"})
-    reg = nginx_container(run)
+    reg = config_job(run)
     env = env_of(reg)
     assert reg.input_is_secret("envs")
     assert env[proxy.CERTIFICATE_ENV] == pki["certificate"] and env[proxy.KEY_ENV] == pki["key"]
     assert env[proxy.HTPASSWD_ENV].startswith("prefect:$2a$")
     assert not [r for r in run.registrations if r.type.startswith("tls:")]
-    labels = labels_of(reg)
+    labels = labels_of(nginx_container(run))
     assert labels["prefect-ha.tls"] == "provided" and labels["prefect-ha.auth"] == "nginx"
 
 
 def test_without_tls_or_nginx_auth_nothing_in_the_environment_is_secret():
     run = run_program("dev")
-    reg = nginx_container(run)
+    reg = config_job(run)
     assert not reg.input_is_secret("envs")
     assert set(env_of(reg)) == {"TZ", proxy.CONF_ENV}
-    labels = labels_of(reg)
+    labels = labels_of(nginx_container(run))
     assert labels["prefect-ha.tls"] == "off" and labels["prefect-ha.auth"] == "none"
 
 

@@ -27,7 +27,7 @@ WRITING_POSTS = ["/api/flow_runs/", "/api/deployments/", "/api/flow_runs/abc/set
 @pytest.fixture(scope="module")
 def prod_conf(prod_run):
     """What the prod stack's nginx runs with (TLS on): the proxying server."""
-    conf = env_of(container(prod_run, "proxy"))[proxy.CONF_ENV]
+    conf = env_of(container(prod_run, proxy.CONFIG_COMPONENT))[proxy.CONF_ENV]
     assert conf == prod_run.outputs["nginx_conf"]
     return proxy_server(conf)
 
