@@ -5,13 +5,16 @@
 #   prefect-ha-test/base:bookworm   debootstrap --variant=minbase bookworm, imported with docker import
 #   prefect-ha-test/prefect:<pin>   Debian python3 + venv with prefect/prefect-redis (wheels from the host);
 #                                   /wheels also holds prefect-docker's wheels for EXTRA_PIP_PACKAGES
+#   prefect-ha-test/prefect:<next pin>  prefect-next: the same image (images/prefect/'s Dockerfile,
+#                                   entrypoint and extra-requirements.txt) with the pins of
+#                                   images/prefect-next/, the version the upgrade tests move to
 #   prefect-ha-test/prefect-worker:<pin>  the prefect image with prefect-docker installed (a Docker worker)
 #   prefect-ha-test/flows:1         the prefect image with a test flow at /opt/prefect/flows.py (flow `hello`)
 #   prefect-ha-test/postgres:15     Debian postgresql-15, official-image entrypoint contract
 #   prefect-ha-test/redis:7         Debian redis-server 7.0
 #   prefect-ha-test/nginx:1.22      Debian nginx 1.22 + curl
 #
-# Usage: testbed/build_images.sh [--force] [base|prefect|prefect-worker|flows|postgres|redis|nginx ...]
+# Usage: testbed/build_images.sh [--force] [base|prefect|prefect-next|prefect-worker|flows|postgres|redis|nginx ...]
 #   (no names: all of them; the base is built first whenever it is missing or stale, and the
 #   prefect image before prefect-worker and flows, which are built FROM it).
 #
@@ -23,12 +26,14 @@
 # was not named is only built when missing or stale.
 #
 # Environment:
-#   PREFECT_HA_CACHE          download cache (default: <repo>/.ci/cache): rootfs tarball, wheels, logs
+#   PREFECT_HA_CACHE          download cache (default: <repo>/.ci/cache): rootfs tarball, wheels (one set
+#                             per prefect image), logs
 #   DEBIAN_MIRROR             Debian mirror for debootstrap and the images (default: the host's apt source)
 #   DEBIAN_SECURITY_MIRROR    mirror for bookworm-security (default: the host's, if it has one)
 #   PREFECT_HA_EXTRA_WHEELS   more requirement specifiers whose wheels are put into the prefect image's
 #                             /wheels (not installed) for EXTRA_PIP_PACKAGES, on top of
-#                             images/prefect/extra-requirements.txt (prefect-docker, always there)
+#                             images/prefect/extra-requirements.txt (prefect-docker, always there);
+#                             both prefect images (prefect, prefect-next) get them
 #   VERBOSE=1                 stream docker build output instead of logging it to the cache
 set -euo pipefail
 
@@ -55,12 +60,12 @@ for arg in "$@"; do
   case "$arg" in
     --force) FORCE=1 ;;
     -h|--help) sed -n '2,/^set -euo/p' "${BASH_SOURCE[0]}" | sed '$d; s/^# \{0,1\}//'; exit 0 ;;
-    base|prefect|prefect-worker|flows|postgres|redis|nginx) WANTED+=("$arg") ;;
+    base|prefect|prefect-next|prefect-worker|flows|postgres|redis|nginx) WANTED+=("$arg") ;;
     *) die "unknown argument: $arg (see --help)" ;;
   esac
 done
 # Build order: every image after the one it is built FROM.
-ALL_IMAGES=(base prefect prefect-worker flows postgres redis nginx)
+ALL_IMAGES=(base prefect prefect-next prefect-worker flows postgres redis nginx)
 ((${#WANTED[@]})) || WANTED=("${ALL_IMAGES[@]}")
 wanted() { [[ " ${WANTED[*]} " == *" $1 "* ]]; }
 parent_of() {  # $1: name; prints the name of the image its Dockerfile is FROM
@@ -249,13 +254,22 @@ build_base() {
 }
 
 # ---------------------------------------------------------------------------------------------
-# wheels for the prefect image, downloaded on the host (pip in a container cannot verify TLS here)
-PREFECT_REQUIREMENTS="$IMAGES_DIR/prefect/requirements.txt"
-# downloaded with the above (so one resolve under the constraints), into /wheels, not installed
-PREFECT_EXTRA_REQUIREMENTS="$IMAGES_DIR/prefect/extra-requirements.txt"
-PREFECT_CONSTRAINTS="$IMAGES_DIR/prefect/constraints.txt"
-PREFECT_VERSION="$(sed -n 's/^prefect==\([^ ;#]*\).*/\1/p' "$PREFECT_REQUIREMENTS")"
-[[ -n "$PREFECT_VERSION" ]] || die "no 'prefect==X' pin in $PREFECT_REQUIREMENTS"
+# wheels for the prefect images, downloaded on the host (pip in a container cannot verify TLS here).
+# Their build contexts hold (see build_image):
+#   requirements.txt        installed in the image; its prefect==X pin is the image's tag
+#   extra-requirements.txt  downloaded with the above (so one resolve under the constraints), into
+#                           /wheels, not installed
+#   constraints.txt         the whole resolved set
+# prefect-next is images/prefect/ with images/prefect-next/'s requirements.txt and constraints.txt.
+prefect_pin() {  # $1: requirements file; prints its prefect==X version
+  sed -n 's/^prefect==\([^ ;#]*\).*/\1/p' "$1"
+}
+PREFECT_VERSION="$(prefect_pin "$IMAGES_DIR/prefect/requirements.txt")"
+[[ -n "$PREFECT_VERSION" ]] || die "no 'prefect==X' pin in $IMAGES_DIR/prefect/requirements.txt"
+PREFECT_NEXT_VERSION="$(prefect_pin "$IMAGES_DIR/prefect-next/requirements.txt")"
+[[ -n "$PREFECT_NEXT_VERSION" ]] || die "no 'prefect==X' pin in $IMAGES_DIR/prefect-next/requirements.txt"
+[[ "$PREFECT_NEXT_VERSION" != "$PREFECT_VERSION" ]] \
+  || die "prefect and prefect-next both pin prefect==$PREFECT_VERSION (they would share a tag)"
 # CPython 3.11 on glibc 2.36 (bookworm), x86_64. pip does not widen --platform by itself, so every
 # manylinux tag bookworm satisfies is listed. Markers are still evaluated against the host's Python.
 WHEEL_TARGET=(--python-version 3.11 --implementation cp --abi cp311 --abi abi3 --abi none)
@@ -265,32 +279,39 @@ done
 WHEEL_TARGET+=(--platform manylinux2014_x86_64 --platform manylinux2010_x86_64
                --platform manylinux1_x86_64 --platform linux_x86_64 --platform any)
 
-ensure_wheels() {  # prints the directory holding the wheels
-  local key dir tmp extra=()
+ensure_wheels() {  # $1: image name, $2: its staged build context; prints the directory holding the wheels
+  local name="$1" ctx="$2" key dir tmp pip_log extra=()
+  local requirements="$ctx/requirements.txt" extra_requirements="$ctx/extra-requirements.txt"
+  local constraints="$ctx/constraints.txt"
   read -r -a extra <<< "${PREFECT_HA_EXTRA_WHEELS:-}"
-  key="$( { cat "$PREFECT_REQUIREMENTS" "$PREFECT_EXTRA_REQUIREMENTS" "$PREFECT_CONSTRAINTS"
+  key="$( { cat "$requirements" "$extra_requirements" "$constraints"
             echo "extra=${extra[*]:-}"; echo "${WHEEL_TARGET[*]}"; } | sha256)"
-  dir="$CACHE/wheels/${key:0:16}"
+  dir="$CACHE/wheels/$name/${key:0:16}"
   if [[ -f "$dir/.complete" ]]; then
     echo "$dir"; return
   fi
   if ! python3 -m pip --version >/dev/null 2>&1; then
     die "the host needs python3 with pip to download the wheels"
   fi
-  tmp="$(mktemp -d "$CACHE/wheels/tmp.XXXXXX")"
+  mkdir -p "$CACHE/wheels/$name"
+  tmp="$(mktemp -d "$CACHE/wheels/$name/tmp.XXXXXX")"
   chmod 0755 "$tmp"
-  log "downloading wheels for $(grep -hv '^#' "$PREFECT_REQUIREMENTS" "$PREFECT_EXTRA_REQUIREMENTS" | xargs) ${extra[*]:-} (log: $CACHE/logs/pip-download.log)"
+  pip_log="$CACHE/logs/pip-download-$name.log"
+  log "downloading wheels for $name: $(grep -hv '^#' "$requirements" "$extra_requirements" | xargs) ${extra[*]:-} (log: $pip_log)"
   if ! python3 -m pip download --disable-pip-version-check -d "$tmp" --only-binary=:all: \
-        "${WHEEL_TARGET[@]}" -r "$PREFECT_REQUIREMENTS" -r "$PREFECT_EXTRA_REQUIREMENTS" \
-        -c "$PREFECT_CONSTRAINTS" ${extra[@]+"${extra[@]}"} \
-        >"$CACHE/logs/pip-download.log" 2>&1; then
-    tail -n 30 "$CACHE/logs/pip-download.log" >&2
+        "${WHEEL_TARGET[@]}" -r "$requirements" -r "$extra_requirements" \
+        -c "$constraints" ${extra[@]+"${extra[@]}"} \
+        >"$pip_log" 2>&1; then
+    tail -n 30 "$pip_log" >&2
     rm -rf "$tmp"
-    die "pip download failed (full log: $CACHE/logs/pip-download.log)"
+    die "pip download failed (full log: $pip_log)"
   fi
   touch "$tmp/.complete"
-  # drop wheel sets of older requirement lists
-  find "$CACHE/wheels" -mindepth 1 -maxdepth 1 -type d ! -name "tmp.*" -exec rm -rf {} +
+  # drop this image's wheel sets of older requirement lists, and sets of the layout before
+  # wheels/<image>/ (directly under wheels/)
+  find "$CACHE/wheels/$name" -mindepth 1 -maxdepth 1 -type d ! -name "tmp.*" -exec rm -rf {} +
+  find "$CACHE/wheels" -mindepth 1 -maxdepth 1 -type d -regextype posix-extended \
+       -regex '.*/[0-9a-f]{16}' -exec rm -rf {} +
   mv "$tmp" "$dir"
   echo "$dir"
 }
@@ -301,6 +322,7 @@ image_tag() {
   case "$1" in
     base)     echo "$BASE_IMAGE" ;;
     prefect)  echo "$PREFIX/prefect:$PREFECT_VERSION" ;;
+    prefect-next) echo "$PREFIX/prefect:$PREFECT_NEXT_VERSION" ;;
     prefect-worker) echo "$PREFIX/prefect-worker:$PREFECT_VERSION" ;;
     flows)    echo "$PREFIX/flows:1" ;;
     postgres) echo "$PREFIX/postgres:15" ;;
@@ -324,13 +346,15 @@ build_image() {  # $1: name (a directory under images/)
   # --force applies to the images named, not to parents built because a named image needs them
   if [[ $FORCE -eq 1 ]] && wanted "$name"; then force=1; fi
 
-  # stage the build context: the image's directory (+ hard links to the wheels for prefect)
+  # stage the build context: the image's directory (+ hard links to the wheels for the prefect
+  # images); prefect-next is the prefect image's directory with its own pins laid over it
   ctx="$CACHE/contexts/$name"
   rm -rf "$ctx"
   mkdir -p "$ctx"
+  if [[ "$name" == prefect-next ]]; then cp -a "$IMAGES_DIR/prefect/." "$ctx/"; fi
   cp -a "$IMAGES_DIR/$name/." "$ctx/"
-  if [[ "$name" == prefect ]]; then
-    wheels="$(ensure_wheels)"
+  if [[ "$name" == prefect || "$name" == prefect-next ]]; then
+    wheels="$(ensure_wheels "$name" "$ctx")"
     mkdir -p "$ctx/wheels"
     cp -al "$wheels"/*.whl "$ctx/wheels/" 2>/dev/null || cp -a "$wheels"/*.whl "$ctx/wheels/"
   fi
