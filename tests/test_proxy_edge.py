@@ -162,3 +162,12 @@ def test_plain_edge_proxies_without_redirect_or_hsts(open_edge):
 def test_nginx_health_answers_the_container_itself_only(open_edge):
     assert open_edge.get(http("/nginx-health"))["status"] == 200
     assert open_edge.get(http("/nginx-health"), source=DENIED_CLIENT)["status"] == 403
+
+
+@pytest.mark.parametrize("edge", ["open_edge", "secure_edge"])
+def test_every_answer_closes_its_client_connection(edge, request):
+    """No idle keep-alive connection for a reload to cut under a client's next request."""
+    agent = request.getfixturevalue(edge)
+    url = http("/api/flows/filter") if edge == "open_edge" else https("/api/health")
+    answer = agent.get(url, **({"method": "POST"} if edge == "open_edge" else {"ca": agent.ca}))
+    assert answer["headers"].get("connection") == "close", answer
