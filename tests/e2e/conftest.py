@@ -10,6 +10,7 @@ import time
 import docker
 import pytest
 
+from images import TEST_IMAGES
 from testbed import IMAGES, deploy_or_fail, sh, tear_down
 
 
@@ -18,7 +19,7 @@ def docker_client():
     sh("dockerd.sh")
     sh("build_images.sh")
     client = docker.from_env(timeout=300)
-    for image in IMAGES.values():
+    for image in (*IMAGES.values(), *TEST_IMAGES):
         client.images.get(image)  # raises with the name if the build did not make it
     return client
 

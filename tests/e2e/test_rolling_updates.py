@@ -10,14 +10,20 @@ request, and nginx must be the same container afterwards.
 
 from __future__ import annotations
 
+import json
+import shlex
 import time
+from concurrent.futures import ThreadPoolExecutor
 
 import pytest
+import requests
 from pulumi import automation as auto
 
+from components.proxy import CONFIG_COMPONENT
 from engine import _text
-from images import WORKER_IMAGE
-from testbed import Deployment, RequestLoop, deploy_or_fail, tear_down, wait_for
+from images import (FLOWS_IMAGE, FLOW_ENTRYPOINT, NEXT_PREFECT_IMAGE, NEXT_PREFECT_VERSION, PREFECT_DOCKER_REQUIREMENT,
+                    PREFECT_VERSION)
+from testbed import IMAGES, PREFECT_IMAGE, Deployment, RequestLoop, deploy_or_fail, tear_down, wait_for
 
 pytestmark = pytest.mark.timeout(1200)
 
@@ -77,18 +83,41 @@ def replica_addresses(deployment: Deployment) -> list[str]:
 
 @pytest.fixture(scope="module")
 def stack(docker_client):
-    """The prod stack file with a plain edge, one API replica and a Docker worker."""
+    """The prod stack file with a plain edge, one API replica and a Docker worker that
+    runs the Prefect image (prefect-docker from the image's wheels), so a Prefect
+    upgrade rolls the worker too."""
     started = time.monotonic()
     deployment = deploy_or_fail(docker_client, "roll", {
         "api.replicas": 1,
         "worker.enabled": True,
-        "worker.image": WORKER_IMAGE,
-        "worker.extraPipPackages": "",
+        "worker.image": "",
+        "worker.extraPipPackages": PREFECT_DOCKER_REQUIREMENT,
         "worker.jobImagePullPolicy": "Never",
     })
     print(f"\n[rolling] deployed in {time.monotonic() - started:.1f} s")
     yield deployment
+    for leftover in docker_client.containers.list(all=True, filters={"ancestor": FLOWS_IMAGE}):
+        leftover.remove(force=True)
     tear_down(deployment)
+
+
+@pytest.fixture(scope="module")
+def flow_deployment(stack):
+    """`prefect deploy` as the stack output says, run where the flow code is."""
+    path, flow = FLOW_ENTRYPOINT.rsplit(":", 1)
+    workdir, filename = path.rsplit("/", 1)
+    command = (
+        stack.outputs["deploy_command"]
+        .replace("<path/to/flows.py>:<flow>", f"{filename}:{flow}")
+        .replace("<deployment>", "rolling")
+        .replace("<image holding your flow code>", FLOWS_IMAGE)
+    )
+    stack.prefect("", image=FLOWS_IMAGE, command=shlex.split(command), workdir=workdir)
+    return f"{flow}/rolling"
+
+
+def last_json(output: str):
+    return json.loads(output.strip().splitlines()[-1])
 
 
 def test_scale_out_1_to_3_serves_every_request_and_keeps_nginx(stack):
@@ -136,6 +165,79 @@ def test_a_worker_setting_replaces_the_worker_after_its_successor_is_healthy(sta
     # the Prefect worker keeps its name across container generations
     name = worker.attrs["Config"]["Cmd"][worker.attrs["Config"]["Cmd"].index("--name") + 1]
     assert worker.name.startswith(f"{name}-"), (worker.name, name)
+
+
+def test_an_nginx_setting_is_a_reload_not_a_new_nginx(stack):
+    """A rate limit set on a running stack: a new edge-config job, the same nginx,
+    no failed request, and the limit in force right after."""
+    nginx, jobs = ids(stack, "proxy"), ids(stack, CONFIG_COMPONENT)
+    # above the loop's 40 requests/s, far below a burst's
+    loop = change_under_load(stack, {"proxy.rateLimit": 50, "proxy.rateLimitBurst": 100},
+                             "proxy.rateLimit 0 -> 50 r/s")
+    assert_served_everything(loop)
+    assert ids(stack, "proxy") == nginx, "nginx was replaced"
+    [job] = stack.containers(CONFIG_COMPONENT)
+    assert job.id not in jobs and job.attrs["State"]["ExitCode"] == 0
+    nginx_logs = stack.container("proxy").logs().decode(errors="replace")
+    wait_for(lambda: f"prefect-ha: edge config gen-{job.id[:12]}" in stack.container("proxy").logs().decode(),
+             timeout=15, what="nginx's watcher to load the new generation", detail=lambda: nginx_logs[-2000:])
+
+    def burst() -> list[int]:
+        with ThreadPoolExecutor(16) as pool:
+            return list(pool.map(lambda _: requests.post(f"{stack.base}/api/flow_runs/filter", json={"limit": 1},
+                                                         timeout=10).status_code, range(400)))
+
+    codes = burst()
+    assert 429 in codes and 200 in codes, sorted(set(codes))
+
+
+def test_a_failing_migration_stops_the_upgrade_and_the_old_version_keeps_serving(stack):
+    """An image whose migration fails (here: no prefect in it, exit 127): `pulumi up`
+    stops before any server is replaced, no request fails, and setting the image
+    back (the README's way back) touches no server."""
+    api, services, nginx = ids(stack, "api"), ids(stack, "services"), ids(stack, "proxy")
+    configure(stack, {"prefect.image": IMAGES["redis.image"]})
+    loop = RequestLoop(stack.base, threads=CLIENTS, interval=INTERVAL, limit=10**6, seconds=600)
+    with pytest.raises(auto.CommandError) as failed:
+        loop.during(stack.stack.up)
+    print(f"\n[rolling] failing migration: {loop.done} requests, {len(loop.failures)} failed")
+    assert "exited with code 127" in str(failed.value) and "no API replica" in str(failed.value)
+    assert_served_everything(loop)
+    assert (ids(stack, "api"), ids(stack, "services"), ids(stack, "proxy")) == (api, services, nginx)
+    assert requests.get(f"{stack.base}/api/admin/version", timeout=10).json() == PREFECT_VERSION
+
+    configure(stack, {"prefect.image": PREFECT_IMAGE})
+    back = stack.stack.up()
+    changed = {k: v for k, v in (back.summary.resource_changes or {}).items() if k != "same"}
+    assert changed == {"replace": 1}, changed  # the migration job, run again on the old image
+    assert (ids(stack, "api"), ids(stack, "services"), ids(stack, "proxy")) == (api, services, nginx)
+
+
+def test_a_prefect_upgrade_migrates_first_then_rolls_servers_then_workers(stack, flow_deployment):
+    """3.8.8 -> 3.9.1 (its migration adds a table) under the request loop: a run
+    submitted before the upgrade completes after it, and one submitted after too."""
+    nginx = ids(stack, "proxy")
+    before = last_json(stack.prefect("submit_run.py", flow_deployment, "30"))["id"]
+    loop = change_under_load(stack, {"prefect.image": NEXT_PREFECT_IMAGE},
+                             f"prefect.image {PREFECT_VERSION} -> {NEXT_PREFECT_VERSION}")
+    assert_served_everything(loop)
+    assert ids(stack, "proxy") == nginx, "nginx was replaced"
+    assert requests.get(f"{stack.base}/api/admin/version", timeout=10).json() == NEXT_PREFECT_VERSION
+    rolled = {c: stack.containers(c) for c in ("migration", "api", "services", "work-pool", "worker")}
+    for component, found in rolled.items():
+        assert found and all(c.attrs["Config"]["Image"] == NEXT_PREFECT_IMAGE for c in found), component
+    # the new migration ran to the end before any new server existed; workers came after the servers
+    [migration] = rolled["migration"]
+    assert migration.attrs["State"]["ExitCode"] == 0
+    servers = rolled["api"] + rolled["services"]
+    assert migration.attrs["State"]["FinishedAt"] < min(c.attrs["Created"] for c in servers)
+    assert max(c.attrs["Created"] for c in rolled["api"]) < min(c.attrs["Created"] for c in rolled["worker"])
+    table = stack.container("postgres").exec_run(
+        ["sh", "-c", 'psql -U "$POSTGRES_USER" -d "$POSTGRES_DB" -Atc "select to_regclass(\'automation_held_event\')"'])
+    assert table.output.decode().strip() == "automation_held_event", table.output
+    after = last_json(stack.prefect("submit_run.py", flow_deployment, "0"))["id"]
+    states = last_json(stack.prefect("wait_runs.py", "300", before, after, timeout=400))
+    assert {run: s["state"] for run, s in states.items()} == {before: "COMPLETED", after: "COMPLETED"}, states
 
 
 def test_an_unchanged_up_touches_nothing(stack):
