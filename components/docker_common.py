@@ -132,6 +132,29 @@ def inputs_digest(inputs: Any) -> str:
     return hashlib.sha256(text.encode()).hexdigest()[:DIGEST_LENGTH]
 
 
+def replacing_inputs(inputs: dict[str, Any]) -> dict[str, Any]:
+    """The container inputs whose change replaces it."""
+    return {key: value for key, value in inputs.items() if key not in IN_PLACE_INPUTS}
+
+
+def input_fingerprint(inputs: dict[str, Any]) -> pulumi.Output[dict[str, str]]:
+    """A short digest per input whose change replaces a container: what changed, never
+    its value (secrets only one-way)."""
+    return pulumi.Output.unsecret(pulumi.Output.from_input(replacing_inputs(inputs)).apply(
+        lambda values: {key: inputs_digest(value) for key, value in values.items()}
+    ))
+
+
+def fixed_container(
+    resource_name: str, *, parent: pulumi.Resource, depends_on: Sequence[pulumi.Input[pulumi.Resource]] = (),
+    **inputs: Any,
+) -> tuple[docker.Container, pulumi.Output[dict[str, str]]]:
+    """A container with a fixed name (see container_opts), and its input fingerprint:
+    replacing it is downtime, which the stack says in the preview (components/downtime.py)."""
+    container = docker.Container(resource_name, **inputs, opts=container_opts(parent, depends_on=depends_on))
+    return container, input_fingerprint(inputs)
+
+
 def rolling_container(
     resource_name: str,
     *,
@@ -146,8 +169,7 @@ def rolling_container(
     update. Its name ends with a digest of every input whose change replaces it,
     so two generations never collide on a name. The digest covers secrets (the
     environment) one-way; the name itself is not secret."""
-    replacing = {key: value for key, value in inputs.items() if key not in IN_PLACE_INPUTS}
-    digest = pulumi.Output.unsecret(pulumi.Output.from_input(replacing).apply(inputs_digest))
+    digest = pulumi.Output.unsecret(pulumi.Output.from_input(replacing_inputs(inputs)).apply(inputs_digest))
     return docker.Container(
         resource_name,
         name=digest.apply(lambda d: place.name(f"{role}-{d}")),

@@ -45,8 +45,9 @@ class Postgres(StackComponent):
             labels=[docker.VolumeLabelArgs(label=dc.STACK_LABEL, value=place.stack)],
             opts=pulumi.ResourceOptions(parent=self, retain_on_delete=pg.retain_volume),
         )
-        self.container = docker.Container(
+        self.container, self.fingerprint = dc.fixed_container(
             f"{name}-container",
+            parent=self,
             name=place.name("postgres"),
             image=pg.image,
             command=["postgres", "-c", f"max_connections={max_connections}"],
@@ -78,7 +79,6 @@ class Postgres(StackComponent):
                 **{DATA_VOLUME_LABEL: DATA_VOLUME_RETAINED if pg.retain_volume else "disposable"},
             ),
             **place.log_args(),
-            opts=dc.container_opts(self),
         )
         self.url = pulumi.Output.secret(
             password.apply(lambda pw: postgres_url(pg.user, pw, HOST_ALIAS, PORT, pg.database))

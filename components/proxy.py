@@ -353,8 +353,9 @@ class Proxy(StackComponent):
             lambda v: check_config_job(v[0], v[1])
         )
 
-        self.container = docker.Container(
+        self.container, self.fingerprint = dc.fixed_container(
             f"{name}-container",
+            parent=self,
             name=place.name("nginx"),
             image=proxy.image,
             # A command other than `nginx` also skips the official image's
@@ -376,6 +377,6 @@ class Proxy(StackComponent):
             # Started after the first replicas are healthy and the first config is
             # written; later replica sets and configs reach it through the watcher
             # (START_SCRIPT), so nothing here names them.
-            opts=dc.container_opts(self, depends_on=[*upstreams, dc.passed(self.config_job, self.config_written)]),
+            depends_on=[*upstreams, dc.passed(self.config_job, self.config_written)],
         )
         self.register_outputs({"container_name": self.container.name, "config_job": self.config_job.name})

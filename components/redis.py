@@ -55,8 +55,9 @@ class Redis(StackComponent):
             labels=[docker.VolumeLabelArgs(label=dc.STACK_LABEL, value=place.stack)],
             opts=pulumi.ResourceOptions(parent=self),
         )
-        self.container = docker.Container(
+        self.container, self.fingerprint = dc.fixed_container(
             f"{name}-container",
+            parent=self,
             name=place.name("redis"),
             image=redis.image,
             command=["redis-server", CONFIG_PATH],
@@ -78,7 +79,6 @@ class Redis(StackComponent):
             wait_timeout=place.wait_timeout,
             labels=dc.labels(place.stack, COMPONENT),
             **place.log_args(),
-            opts=dc.container_opts(self),
         )
         self.register_outputs({"container_name": self.container.name})
 

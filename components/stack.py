@@ -15,6 +15,7 @@ from .api import ApiServer
 from .component import StackComponent
 from .config import PROJECT, ConfigError, StackConfig, load_config
 from .docker_common import Placement
+from . import downtime
 from .migration import Migration
 from .network import StackNetwork
 from .postgres import Postgres
@@ -116,6 +117,13 @@ class PrefectHa(StackComponent):
                 depends_on=self.api.replicas, opts=child,
             )
 
+        # Postgres, Redis and nginx cannot roll: say in the preview when this
+        # deployment replaces one of them, and keep what it saw for the next.
+        fingerprints = downtime.warn_about_replacements(
+            name, {"postgres": self.postgres.fingerprint, "redis": self.redis.fingerprint,
+                   "nginx": self.proxy.fingerprint}, parent=self,
+        )
+
         self.api_url = config.proxy.api_url
         self.outputs: dict[str, Any] = {
             "api_url": self.api_url,
@@ -141,8 +149,9 @@ class PrefectHa(StackComponent):
             "client_env": pulumi.Output.secret(
                 client_env(self.api_url, self.secrets.auth_string, proxy_auth=auth.checked_by_nginx)
             ),
-            # Reviewable in previews: the nginx container's own env is secret as a whole.
+            # Reviewable in previews: the edge-config job's env is secret as a whole.
             "nginx_conf": self.proxy.nginx_conf,
+            downtime.OUTPUT: fingerprints,
         }
         if self.tls is not None:
             self.outputs["ca_certificate"] = self.tls.ca_certificate

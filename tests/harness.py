@@ -23,7 +23,7 @@ from pulumi.runtime import mocks as pulumi_mocks
 from pulumi.runtime import rpc, settings
 from pulumi.runtime.stack import run_in_stack
 
-from support import CONTAINER, RANDOM_PASSWORD, without_digest
+from support import CONTAINER, RANDOM_PASSWORD, STACK_REFERENCE, without_digest
 
 REPO = Path(__file__).resolve().parent.parent
 PROJECT = "prefect-ha"
@@ -105,9 +105,11 @@ class StackMocks(pulumi.runtime.Mocks):
     In a preview no container has run, so none reports an exit code: the SDK
     resolves the missing output as unknown, as it does against the engine."""
 
-    def __init__(self, exit_codes: dict[str, int] | None = None, password: str = "p@ss:/?#%& wörd+=!$*"):
+    def __init__(self, exit_codes: dict[str, int] | None = None, password: str = "p@ss:/?#%& wörd+=!$*",
+                 previous_outputs: dict[str, Any] | None = None):
         self.exit_codes = exit_codes or {}
         self.password = password
+        self.previous_outputs = previous_outputs or {}
 
     def new_resource(self, args: pulumi.runtime.MockResourceArgs):
         state = dict(args.inputs)
@@ -118,6 +120,9 @@ class StackMocks(pulumi.runtime.Mocks):
             from tls_mocks import tls_state
 
             state = tls_state(args.typ, _unwrap(dict(args.inputs))) or state
+        if args.typ == STACK_REFERENCE:
+            # the stack's own last deployment: its outputs, or none before the first
+            state = {"name": args.inputs["name"], "outputs": dict(self.previous_outputs), "secretOutputNames": []}
         if args.typ == CONTAINER and not pulumi.runtime.is_dry_run():
             # keyed by the name without its rolling digest (prefect-ha-dev-migrate)
             state["exitCode"] = self.exit_codes.get(without_digest(args.inputs.get("name", "")), 0)

@@ -26,6 +26,7 @@ VOLUME = "docker:index/volume:Volume"
 NETWORK = "docker:index/network:Network"
 RANDOM_PASSWORD = "random:index/randomPassword:RandomPassword"
 STACK = "pulumi:pulumi:Stack"
+STACK_REFERENCE = "pulumi:pulumi:StackReference"
 
 # --- labels --------------------------------------------------------------------------------------
 

@@ -20,9 +20,10 @@ import pytest
 import requests
 from pulumi import automation as auto
 
+from components import downtime
 from engine import EngineStack, plain_state, shared_engine
 from harness import REPO, Registration
-from testbed import Deployment, deploy, prepare, run_selector, sweep
+from testbed import Deployment, deploy, free_port, prepare, run_selector, sweep
 from policy_support import evaluate, of
 
 
@@ -90,6 +91,22 @@ def test_first_up_creates_every_resource_and_nginx_serves(lifecycle, docker_clie
 def test_preview_right_after_up_shows_no_change(lifecycle):
     preview = lifecycle.stack.preview(expect_no_changes=True, diff=True)
     assert set(preview.change_summary) == {"same"}, preview.change_summary
+    assert "will be replaced" not in preview.stdout, preview.stdout[-3000:]
+
+
+def test_a_preview_says_when_a_change_replaces_nginx(lifecycle):
+    """The program reads its own last deployment back (a StackReference to this stack)
+    and warns before a published port moves; nothing is applied."""
+    stack = lifecycle.stack.stack
+    port = stack.get_config("proxy.port", path=True).value
+    stack.set_config("proxy.port", auto.ConfigValue(str(free_port())), path=True)
+    try:
+        preview = lifecycle.stack.preview(diff=True)
+    finally:
+        stack.set_config("proxy.port", auto.ConfigValue(port), path=True)
+    assert downtime.CONSEQUENCES["nginx"] in preview.stdout and "changed: ports." in preview.stdout, \
+        preview.stdout[-3000:]
+    assert downtime.CONSEQUENCES["postgres"] not in preview.stdout
 
 
 def test_refresh_reads_back_what_was_written_and_then_no_change(lifecycle):
