@@ -291,20 +291,20 @@ class RequestLoop:
             for w in workers:
                 w.join(timeout=30)
 
-
     def during(self, action, *, tail: float = 3.0):
-        """Requests before, during and for ``tail`` seconds after ``action()``; returns what it
-        returned. ``self.action_seconds`` is how long it took."""
+        """Requests before, during and for ``tail`` seconds after ``action()`` (also when it
+        raises); returns what it returned. ``self.action_seconds`` is how long it took."""
         workers = [threading.Thread(target=self._worker, args=(i,)) for i in range(self.threads)]
         for w in workers:
             w.start()
         try:
             wait_for(lambda: self.done >= 20, timeout=30, interval=0.05, what="20 requests before the change")
             started = time.monotonic()
-            result = action()
-            self.action_seconds = time.monotonic() - started
-            self.stop.wait(tail)
-            return result
+            try:
+                return action()
+            finally:  # the tail runs after a failed action too: what it left must serve
+                self.action_seconds = time.monotonic() - started
+                self.stop.wait(tail)
         finally:
             self.stop.set()
             for w in workers:
