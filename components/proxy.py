@@ -26,7 +26,8 @@ from .tls import EdgeTls
 from .component import StackComponent
 
 COMPONENT = "proxy"
-# What the container declares for the policy pack: TLS and auth modes.
+# What nginx (TLS, with the ports it publishes) and the edge-config job (auth,
+# with the htpasswd it writes) declare for the policy pack.
 TLS_LABEL = "tls"
 AUTH_LABEL = "auth"
 # nginx's listeners inside the container; proxy.port publishes the public one.
@@ -346,7 +347,9 @@ class Proxy(StackComponent):
             **dc.one_shot(),
             **dc.hardening(read_only=True, tmpfs=TMPFS, cap_add=CAPABILITIES),
             **dc.limits(proxy),
-            labels=dc.labels(place.stack, CONFIG_COMPONENT),
+            # Who checks credentials is part of the config (auth_basic or not), so a
+            # change of auth mode is a new job and a reload, not a new nginx.
+            labels=dc.labels(place.stack, CONFIG_COMPONENT, **{AUTH_LABEL: auth_mode}),
             **place.log_args(),
         )
         self.config_written = pulumi.Output.all(self.config_job.name, self.config_job.exit_code).apply(
@@ -371,7 +374,7 @@ class Proxy(StackComponent):
             **dc.limits(proxy),
             wait=True,
             wait_timeout=place.wait_timeout,
-            labels=dc.labels(place.stack, COMPONENT, **{TLS_LABEL: tls.mode if tls else TLS_OFF, AUTH_LABEL: auth_mode}),
+            labels=dc.labels(place.stack, COMPONENT, **{TLS_LABEL: tls.mode if tls else TLS_OFF}),
             **dc.hardening(read_only=True, tmpfs=TMPFS, cap_add=CAPABILITIES),
             **place.log_args(),
             # Started after the first replicas are healthy and the first config is

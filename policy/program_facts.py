@@ -23,6 +23,8 @@ POSTGRES_COMPONENT = 'postgres'
 REDIS_COMPONENT = 'redis'
 # component label of nginx
 PROXY_COMPONENT = 'proxy'
+# component label of the job that writes nginx's config
+EDGE_CONFIG_COMPONENT = 'edge-config'
 # the Postgres container's data directory
 POSTGRES_DATA_DIR = '/var/lib/postgresql/data'
 # label declaring the data volume's fate
@@ -35,9 +37,9 @@ TLS_LABEL = 'prefect-ha.tls'
 TLS_MODES = ('off', 'generated', 'provided')
 # the TLS mode of plain HTTP
 TLS_OFF = 'off'
-# label declaring who checks credentials
+# label declaring who checks credentials (on the edge-config job)
 AUTH_LABEL = 'prefect-ha.auth'
-# the auth modes nginx may declare
+# the auth modes the edge config may declare
 AUTH_MODES = ('none', 'prefect', 'nginx')
 # the auth mode that checks nothing
 AUTH_NONE = 'none'

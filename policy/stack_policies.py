@@ -15,6 +15,7 @@ from program_facts import (
     AUTH_PREFECT,
     DATA_VOLUME_LABEL,
     DATA_VOLUME_RETAINED,
+    EDGE_CONFIG_COMPONENT,
     MIGRATION_COMPONENT,
     TLS_INTERNAL_PORT,
     POSTGRES_COMPONENT,
@@ -132,14 +133,19 @@ def _has_env(props: Any, name: str) -> bool | None:
 
 def prod_tls_and_auth(args: StackValidationArgs, report_violation: ReportViolation) -> None:
     proxies = containers(args.resources, PROXY_COMPONENT)
+    configs = containers(args.resources, EDGE_CONFIG_COMPONENT)
     api = containers(args.resources, API_COMPONENT)
     for proxy in proxies:
         if not is_prod_stack(proxy.urn):
             continue
         stack = stack_of(proxy.urn)
         who = describe(proxy.name, proxy.props)
-        labels = labels_of(proxy.props)
-        tls, auth = labels.get(TLS_LABEL, MISSING), labels.get(AUTH_LABEL, MISSING)
+        tls = labels_of(proxy.props).get(TLS_LABEL, MISSING)
+        # nginx's TLS goes with the ports it publishes; who checks credentials with
+        # the config its edge-config job writes.
+        config = next((c for c in configs if stack_of(c.urn) == stack), None)
+        auth = MISSING if config is None else labels_of(config.props).get(AUTH_LABEL, MISSING)
+        auth_urn = proxy.urn if config is None else config.urn
 
         if tls is MISSING or tls is None:
             report_violation(
@@ -157,23 +163,24 @@ def prod_tls_and_auth(args: StackValidationArgs, report_violation: ReportViolati
                 f"{who} declares {TLS_LABEL}={tls} but publishes no port to its HTTPS "
                 f"listener ({TLS_INTERNAL_PORT}).", proxy.urn)
 
+        auth_who = who if config is None else describe(config.name, config.props)
         if auth is MISSING or auth is None:
             report_violation(
-                f"{who} in prod stack {stack!r} does not declare authentication (label {AUTH_LABEL}); "
-                f"set auth.mode to {AUTH_PREFECT} or {AUTH_NGINX}.", proxy.urn)
+                f"{auth_who} in prod stack {stack!r} does not declare authentication (label {AUTH_LABEL}); "
+                f"set auth.mode to {AUTH_PREFECT} or {AUTH_NGINX}.", auth_urn)
         elif auth is not UNKNOWN and auth not in AUTH_MODES:
             report_violation(
-                f"{who} declares {AUTH_LABEL}={auth!r}, not one of {', '.join(AUTH_MODES)}.", proxy.urn)
+                f"{auth_who} declares {AUTH_LABEL}={auth!r}, not one of {', '.join(AUTH_MODES)}.", auth_urn)
         elif auth == AUTH_NONE:
             report_violation(
-                f"{who} in prod stack {stack!r} lets anyone reach the API ({AUTH_LABEL}=none); "
-                f"set auth.mode to {AUTH_PREFECT} or {AUTH_NGINX}.", proxy.urn)
+                f"{auth_who} in prod stack {stack!r} lets anyone reach the API ({AUTH_LABEL}=none); "
+                f"set auth.mode to {AUTH_PREFECT} or {AUTH_NGINX}.", auth_urn)
         elif auth == AUTH_PREFECT:
             for replica in api:
                 if _has_env(replica.props, SERVER_AUTH_STRING) is False:
                     report_violation(
                         f"{describe(replica.name, replica.props)} has no {SERVER_AUTH_STRING} although "
-                        f"{who} declares {AUTH_LABEL}={AUTH_PREFECT}: that replica answers without credentials.",
+                        f"{auth_who} declares {AUTH_LABEL}={AUTH_PREFECT}: that replica answers without credentials.",
                         replica.urn)
 
 

@@ -54,7 +54,7 @@ def test_a_preview_says_which_fixed_container_it_replaces_and_why(stack, change,
 @pytest.mark.parametrize("stack, change", [
     ("dev", {"api.replicas": 3}),
     ("dev", {"prefect.logLevel": "WARNING", "prefect.image": "prefecthq/prefect:3.9.1-python3.12"}),
-    ("prod", {"proxy.rateLimit": 20, "proxy.allowCidrs": '["10.0.0.0/8"]', "auth.mode": "prefect"}),
+    ("prod", {"proxy.rateLimit": 20, "proxy.allowCidrs": '["10.0.0.0/8"]', "auth.mode": "nginx"}),
     ("dev", {"worker.limit": 4, "api.memoryLimit": "2g"}),
 ])
 def test_changes_that_roll_or_reload_warn_about_nothing(stack, change, caplog):

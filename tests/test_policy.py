@@ -124,7 +124,7 @@ def test_unknown_values_are_skipped_never_fatal(prod_run):
     unknown; the pulumi_policy proxy raises on reading one. No policy may."""
     regs = regs_of(prod_run)
     set_label(one(regs, "proxy"), pack.TLS_LABEL, UNKNOWN_STRING_VALUE)
-    set_label(one(regs, "proxy"), pack.AUTH_LABEL, UNKNOWN_STRING_VALUE)
+    set_label(one(regs, pack.EDGE_CONFIG_COMPONENT), pack.AUTH_LABEL, UNKNOWN_STRING_VALUE)
     set_label(one(regs, "postgres"), pack.DATA_VOLUME_LABEL, UNKNOWN_STRING_VALUE)
     for reg in unique(regs):
         if reg.type != CONTAINER:
@@ -146,7 +146,7 @@ def test_unknown_entries_inside_lists_are_skipped(prod_run):
     regs = regs_of(prod_run)
     proxy = one(regs, "proxy")
     set_label(proxy, pack.TLS_LABEL, "generated")
-    set_label(proxy, pack.AUTH_LABEL, "prefect")
+    set_label(one(regs, pack.EDGE_CONFIG_COMPONENT), pack.AUTH_LABEL, "prefect")
     proxy.inputs["ports"] = [UNKNOWN_STRING_VALUE]
     for replica in by_component(regs, "api"):
         replica.inputs["envs"] = [e for e in replica.inputs["envs"] if not e.startswith(f"{SERVER_AUTH_STRING}=")]

@@ -21,7 +21,7 @@ from policy_support import (
     stack_args,
     unique,
 )
-from support import VOLUME, labels_of
+from support import VOLUME, component_of, labels_of
 
 
 # --- 3. the Postgres volume is retained -----------------------------------------------------
@@ -105,10 +105,18 @@ def test_prod_without_tls_is_reported():
 
 def test_prod_without_auth_is_reported():
     regs = ok_run("prod", {"auth.mode": "none"}).registrations
+    config = one(regs, pack.EDGE_CONFIG_COMPONENT)  # who checks credentials goes with nginx's config
+    found = of(evaluate(regs), "prod-tls-and-auth")
+    assert [v.urn for v in found] == [config.urn]
+    assert config.name in found[0].message and f"{pack.AUTH_LABEL}=none" in found[0].message
+
+
+def test_prod_nginx_without_an_edge_config_is_reported_as_declaring_no_auth(prod_run):
+    regs = [r for r in regs_of(prod_run) if component_of(r) != pack.EDGE_CONFIG_COMPONENT]
     proxy = one(regs, "proxy")
     found = of(evaluate(regs), "prod-tls-and-auth")
     assert [v.urn for v in found] == [proxy.urn]
-    assert proxy.name in found[0].message and f"{pack.AUTH_LABEL}=none" in found[0].message
+    assert "does not declare authentication" in found[0].message
 
 
 def test_prod_with_nginx_auth_passes():
@@ -124,10 +132,11 @@ def test_tls_and_auth_are_not_required_outside_prod():
 def test_prod_proxy_without_declarations_is_reported(prod_run):
     regs = regs_of(prod_run)
     proxy = one(regs, "proxy")
+    config = one(regs, pack.EDGE_CONFIG_COMPONENT)
     set_label(proxy, pack.TLS_LABEL, None)
-    set_label(proxy, pack.AUTH_LABEL, None)
+    set_label(config, pack.AUTH_LABEL, None)
     found = of(evaluate(regs), "prod-tls-and-auth")
-    assert len(found) == 2 and {v.urn for v in found} == {proxy.urn}
+    assert len(found) == 2 and {v.urn for v in found} == {proxy.urn, config.urn}
     assert any(pack.TLS_LABEL in v.message for v in found) and any(pack.AUTH_LABEL in v.message for v in found)
 
 
@@ -135,7 +144,7 @@ def test_declared_tls_without_the_https_port_is_reported(prod_run):
     regs = regs_of(prod_run)
     proxy = one(regs, "proxy")
     set_label(proxy, pack.TLS_LABEL, "generated")
-    set_label(proxy, pack.AUTH_LABEL, "nginx")
+    set_label(one(regs, pack.EDGE_CONFIG_COMPONENT), pack.AUTH_LABEL, "nginx")
     proxy.inputs["ports"] = [p for p in proxy.inputs.get("ports", []) if p.get("internal") != pack.TLS_INTERNAL_PORT]
     found = of(evaluate(regs), "prod-tls-and-auth")
     assert [v.urn for v in found] == [proxy.urn]
@@ -158,7 +167,7 @@ def test_prefect_auth_missing_on_a_replica_is_reported(prod_run):
     regs = regs_of(prod_run)
     proxy = one(regs, "proxy")
     set_label(proxy, pack.TLS_LABEL, "generated")
-    set_label(proxy, pack.AUTH_LABEL, "prefect")
+    set_label(one(regs, pack.EDGE_CONFIG_COMPONENT), pack.AUTH_LABEL, "prefect")
     proxy.inputs["ports"] = [{"internal": pack.TLS_INTERNAL_PORT, "external": 443}]
     replicas = by_component(regs, "api")
     assert len(replicas) == 3

@@ -53,7 +53,9 @@ def test_nginx_runs_read_only_with_only_the_capabilities_it_needs(prod_run):
     assert f"curl -fsS -o /dev/null http://127.0.0.1:{HTTP_PORT}/nginx-health" in check
     assert f"{RUNTIME_DIR}/{proxy.WATCH_FILE}" in check and f"-lt {proxy.WATCH_STALE_SECONDS} ]" in check
     labels = labels_of(reg)
-    assert labels["prefect-ha.tls"] == "generated" and labels["prefect-ha.auth"] == "prefect"
+    assert labels["prefect-ha.tls"] == "generated" and "prefect-ha.auth" not in labels
+    # the auth mode goes with the config (auth_basic or not): a change of it is a reload
+    assert labels_of(config_job(prod_run))["prefect-ha.auth"] == "prefect"
     # nothing of the replica set: a new replica must not replace nginx
     assert not [k for k in labels if "upstream" in k or "replica" in k], labels
     # nothing of the edge config either: a new config is a reload, not a new nginx
@@ -99,8 +101,8 @@ def test_a_provided_certificate_is_served_as_given(pki):
     assert env[proxy.CERTIFICATE_ENV] == pki["certificate"] and env[proxy.KEY_ENV] == pki["key"]
     assert env[proxy.HTPASSWD_ENV].startswith("prefect:$2a$")
     assert not [r for r in run.registrations if r.type.startswith("tls:")]
-    labels = labels_of(nginx_container(run))
-    assert labels["prefect-ha.tls"] == "provided" and labels["prefect-ha.auth"] == "nginx"
+    assert labels_of(nginx_container(run))["prefect-ha.tls"] == "provided"
+    assert labels_of(reg)["prefect-ha.auth"] == "nginx"
 
 
 def test_without_tls_or_nginx_auth_nothing_in_the_environment_is_secret():
@@ -108,8 +110,8 @@ def test_without_tls_or_nginx_auth_nothing_in_the_environment_is_secret():
     reg = config_job(run)
     assert not reg.input_is_secret("envs")
     assert set(env_of(reg)) == {"TZ", proxy.CONF_ENV}
-    labels = labels_of(nginx_container(run))
-    assert labels["prefect-ha.tls"] == "off" and labels["prefect-ha.auth"] == "none"
+    assert labels_of(nginx_container(run))["prefect-ha.tls"] == "off"
+    assert labels_of(reg)["prefect-ha.auth"] == "none"
 
 
 def test_nginx_env_pairs_certificate_and_key():
