@@ -23,7 +23,7 @@ from components.proxy import CONFIG_COMPONENT
 from engine import _text
 from images import (FLOWS_IMAGE, FLOW_ENTRYPOINT, NEXT_PREFECT_IMAGE, NEXT_PREFECT_VERSION, PREFECT_DOCKER_REQUIREMENT,
                     PREFECT_VERSION)
-from testbed import IMAGES, PREFECT_IMAGE, Deployment, RequestLoop, deploy_or_fail, tear_down, wait_for
+from testbed import IMAGES, PREFECT_IMAGE, Deployment, RequestLoop, changes, deploy_or_fail, tear_down, wait_for
 
 pytestmark = pytest.mark.timeout(1200)
 
@@ -44,7 +44,7 @@ def change_under_load(deployment: Deployment, changes: dict, what: str, *, base:
     result = loop.during(deployment.stack.up)
     deployment.up_result = result
     deployment.outputs = deployment.stack.outputs()
-    changed = {k: v for k, v in (result.summary.resource_changes or {}).items() if k != "same"}
+    changed = changes(result.summary.resource_changes)
     print(f"\n[rolling] {what}: pulumi up {loop.action_seconds:.1f} s, {loop.done} requests, "
           f"{len(loop.failures)} failed; changes {changed}")
     return loop
@@ -208,7 +208,7 @@ def test_a_failing_migration_stops_the_upgrade_and_the_old_version_keeps_serving
 
     configure(stack, {"prefect.image": PREFECT_IMAGE})
     back = stack.stack.up()
-    changed = {k: v for k, v in (back.summary.resource_changes or {}).items() if k != "same"}
+    changed = changes(back.summary.resource_changes)
     assert changed == {"replace": 1}, changed  # the migration job, run again on the old image
     assert (ids(stack, "api"), ids(stack, "services"), ids(stack, "proxy")) == (api, services, nginx)
 
@@ -242,7 +242,7 @@ def test_a_prefect_upgrade_migrates_first_then_rolls_servers_then_workers(stack,
 
 def test_an_unchanged_up_touches_nothing(stack):
     result = stack.stack.up()
-    assert set(result.summary.resource_changes or {}) == {"same"}, result.summary.resource_changes
+    assert changes(result.summary.resource_changes) == {}, result.summary.resource_changes
 
 
 @pytest.fixture(scope="module")

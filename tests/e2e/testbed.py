@@ -148,6 +148,12 @@ class Deployment:
             container.remove(force=True)
 
 
+def changes(summary: dict[str, int] | None) -> dict[str, int]:
+    """What an up or preview did to resources: neither the unchanged ones nor the read
+    of the stack's own last outputs that every run makes (components/downtime.py)."""
+    return {op: n for op, n in (summary or {}).items() if op not in ("same", "read")}
+
+
 def new_run_id(name: str) -> str:
     return f"{name}-{uuid.uuid4().hex[:8]}"
 
