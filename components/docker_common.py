@@ -9,6 +9,7 @@ from typing import Any, Sequence
 
 import pulumi
 import pulumi_docker as docker
+import pulumi_random as random
 from pulumi import _types as pulumi_types  # is_input_type: the SDK has no public spelling
 
 from .config import Group, LoggingConfig, size_in_mb
@@ -115,6 +116,8 @@ IN_PLACE_INPUTS = frozenset({
     "wait", "wait_timeout", "attach", "must_run", "logs", "start", "rm", "destroy_grace_seconds",
 })
 DIGEST_LENGTH = 8
+# A rolling container's generation: 8 hex digits in its name.
+GENERATION_BYTES = 4
 
 
 def _plain(value: Any) -> Any:
@@ -166,13 +169,24 @@ def rolling_container(
 ) -> docker.Container:
     """A container replaced create-before-delete: the successor is created (and,
     with ``wait``, healthy) before its predecessor is stopped, at the end of the
-    update. Its name ends with a digest of every input whose change replaces it,
-    so two generations never collide on a name. The digest covers secrets (the
-    environment) one-way; the name itself is not secret."""
+    update.
+
+    Its name ends with a generation: random hex drawn anew whenever an input that
+    replaces the container changes (a RandomId keyed on their digest), and kept
+    while they stay the same. Two generations never share a name, not even when
+    a change is undone after a failed update, whose predecessor Docker still
+    holds under the earlier name until the engine deletes it. The digest covers
+    secrets (the environment) one-way; the name itself is not secret."""
     digest = pulumi.Output.unsecret(pulumi.Output.from_input(replacing_inputs(inputs)).apply(inputs_digest))
+    generation = random.RandomId(
+        f"{resource_name}-generation",
+        byte_length=GENERATION_BYTES,
+        keepers={"inputs": digest},
+        opts=pulumi.ResourceOptions(parent=parent),
+    )
     return docker.Container(
         resource_name,
-        name=digest.apply(lambda d: place.name(f"{role}-{d}")),
+        name=generation.hex.apply(lambda hex_: place.name(f"{role}-{hex_}")),
         **inputs,
         opts=pulumi.ResourceOptions(parent=parent, depends_on=list(depends_on), replace_on_changes=["healthcheck"]),
     )

@@ -9,6 +9,7 @@ parent, dependencies and options. ``Mocks`` decides what each resource
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import json
 import runpy
 import threading
@@ -23,7 +24,7 @@ from pulumi.runtime import mocks as pulumi_mocks
 from pulumi.runtime import rpc, settings
 from pulumi.runtime.stack import run_in_stack
 
-from support import CONTAINER, RANDOM_PASSWORD, STACK_REFERENCE, without_digest
+from support import CONTAINER, RANDOM_ID, RANDOM_PASSWORD, STACK_REFERENCE, without_digest
 
 REPO = Path(__file__).resolve().parent.parent
 PROJECT = "prefect-ha"
@@ -120,6 +121,11 @@ class StackMocks(pulumi.runtime.Mocks):
             from tls_mocks import tls_state
 
             state = tls_state(args.typ, _unwrap(dict(args.inputs))) or state
+        if args.typ == RANDOM_ID:
+            # a generation: new whenever the keepers change (the engine keeps it in state);
+            # here a function of the keepers, so equal inputs give equal names across runs
+            state["hex"] = hashlib.sha256(json.dumps(_unwrap(dict(args.inputs)), sort_keys=True).encode()).hexdigest()[
+                : 2 * int(args.inputs.get("byteLength", 4))]
         if args.typ == STACK_REFERENCE:
             # the stack's own last deployment: its outputs, or none before the first
             state = {"name": args.inputs["name"], "outputs": dict(self.previous_outputs), "secretOutputNames": []}

@@ -14,7 +14,7 @@ from __future__ import annotations
 import re
 from typing import TYPE_CHECKING, Iterable
 
-from components.docker_common import COMPONENT_LABEL, DIGEST_LENGTH, LABEL_PREFIX
+from components.docker_common import COMPONENT_LABEL, GENERATION_BYTES, LABEL_PREFIX
 
 if TYPE_CHECKING:
     from harness import Registration, Run
@@ -25,6 +25,7 @@ CONTAINER = "docker:index/container:Container"
 VOLUME = "docker:index/volume:Volume"
 NETWORK = "docker:index/network:Network"
 RANDOM_PASSWORD = "random:index/randomPassword:RandomPassword"
+RANDOM_ID = "random:index/randomId:RandomId"
 STACK = "pulumi:pulumi:Stack"
 STACK_REFERENCE = "pulumi:pulumi:StackReference"
 
@@ -44,11 +45,11 @@ def component_of(reg: Registration) -> str | None:
 
 # --- names ---------------------------------------------------------------------------------------
 
-ROLLING_DIGEST = re.compile(rf"-[0-9a-f]{{{DIGEST_LENGTH}}}$")
+ROLLING_DIGEST = re.compile(rf"-[0-9a-f]{{{2 * GENERATION_BYTES}}}$")
 
 
 def without_digest(name: str) -> str:
-    """A rolling container's name without the digest of its inputs (prefect-ha-dev-api-1)."""
+    """A rolling container's name without its generation (prefect-ha-dev-api-1)."""
     return ROLLING_DIGEST.sub("", name)
 
 

@@ -1,4 +1,4 @@
-"""Test double of pulumi-random: RandomPassword, as a real provider plugin.
+"""Test double of pulumi-random: RandomPassword and RandomId, as a real provider plugin.
 
 As pulumi-random (terraform-provider-random's random_password):
 - every input change replaces the password, keepers included (RequiresReplace
@@ -7,12 +7,15 @@ As pulumi-random (terraform-provider-random's random_password):
   ``$2a$`` at the default cost 10;
 - the character classes default to on and the minimums to 0; ``overrideSpecial``
   replaces the special-character set.
+- RandomId (random_id): every input change, keepers included, draws new bytes;
+  ``hex``, ``b64Url``, ``b64Std`` and ``dec`` are views of them, the id is b64Url.
 Differs: a password is drawn again until it holds at least one character that
 percent-encoding changes, so every test exercises the URL encoding.
 """
 
 from __future__ import annotations
 
+import base64
 import secrets
 import string
 from urllib.parse import quote
@@ -61,7 +64,30 @@ class RandomPassword(Resource):
         return "none", {**news, "result": candidate, "bcryptHash": hashed}
 
 
-RESOURCES = [RandomPassword()]
+class RandomId(Resource):
+    token = "random:index/randomId:RandomId"
+    inputs = frozenset({"byteLength", "keepers", "prefix"})
+
+    def check(self, news):
+        checked = super().check(news)
+        if "byteLength" not in checked or int(checked["byteLength"]) < 1:
+            raise ValueError("byteLength must be at least 1")
+        return checked
+
+    def create(self, news, preview, timeout):
+        raw = secrets.token_bytes(int(news["byteLength"]))
+        prefix = news.get("prefix") or ""
+        b64_url = base64.urlsafe_b64encode(raw).decode().rstrip("=")
+        return prefix + b64_url, {
+            **news,
+            "hex": prefix + raw.hex(),
+            "b64Url": prefix + b64_url,
+            "b64Std": prefix + base64.b64encode(raw).decode(),
+            "dec": prefix + str(int.from_bytes(raw, "big")),
+        }
+
+
+RESOURCES = [RandomPassword(), RandomId()]
 
 if __name__ == "__main__":
     run("random", __import__("os").environ.get("PREFECT_HA_PLUGIN_VERSION", "4.21.4"), RESOURCES)

@@ -78,9 +78,22 @@ def test_durations_are_spelled_as_go_prints_them(nanos, go):
 # tls_state is keyed by them): they must be the tokens the program's SDKs register resources as.
 @pytest.mark.parametrize("double, sdk_types", [
     (dp, [pulumi_docker.Network, pulumi_docker.Volume, pulumi_docker.Container]),
-    (random_provider, [pulumi_random.RandomPassword]),
+    (random_provider, [pulumi_random.RandomPassword, pulumi_random.RandomId]),
     (tls_provider, [pulumi_tls.PrivateKey, pulumi_tls.CertRequest, pulumi_tls.SelfSignedCert,
                     pulumi_tls.LocallySignedCert]),
 ], ids=["docker", "random", "tls"])
 def test_each_double_serves_the_types_the_sdk_registers(double, sdk_types):
     assert sorted(r.token for r in double.RESOURCES) == sorted(get_type_token(t) for t in sdk_types)
+
+
+def test_a_random_id_is_drawn_anew_on_every_input_change_and_kept_otherwise():
+    """What makes a rolling container's name new even when a change is undone."""
+    double = random_provider.RandomId()
+    news = double.check({"byteLength": 4, "keepers": {"inputs": "a"}})
+    _, first = double.create(news, preview=False, timeout=0)
+    assert len(first["hex"]) == 8 and int(first["hex"], 16) == int(first["dec"])
+    assert double.diff(first, double.check({"byteLength": 4, "keepers": {"inputs": "a"}})) == ([], [])
+    changed, replaced = double.diff(first, double.check({"byteLength": 4, "keepers": {"inputs": "b"}}))
+    assert changed == replaced == ["keepers"]
+    drawn = {double.create(news, preview=False, timeout=0)[1]["hex"] for _ in range(20)}
+    assert len(drawn) == 20  # the same keepers again still draw new bytes
