@@ -48,12 +48,14 @@ class ApiServer(StackComponent):
         prefect: PrefectConfig,
         api: ApiConfig,
         ui_api_url: str,
+        events_retention_days: int,
         endpoints: Endpoints,
         depends_on: Sequence[pulumi.Input[pulumi.Resource]] = (),
         opts: pulumi.ResourceOptions | None = None,
     ):
         super().__init__(name, opts)
-        env = api_env(endpoints, timezone=place.timezone, log_level=prefect.log_level, api=api, ui_api_url=ui_api_url)
+        env = api_env(endpoints, timezone=place.timezone, log_level=prefect.log_level, api=api, ui_api_url=ui_api_url,
+                      events_retention_days=events_retention_days)
         self.replicas = []
         self.aliases = []
         for index in range(1, api.replicas + 1):

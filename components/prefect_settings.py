@@ -13,7 +13,7 @@ from dataclasses import dataclass
 
 import pulumi
 
-from .config import ApiConfig, MigrationConfig, WorkerConfig
+from .config import ApiConfig, MigrationConfig, ServicesConfig, WorkerConfig
 
 # Named where other code must find or check them (the policy pack, the tests).
 SERVER_AUTH_STRING = "PREFECT_SERVER_API_AUTH_STRING"
@@ -115,12 +115,13 @@ def migration_env(ep: Endpoints, *, timezone: str, log_level: str, migration: Mi
 
 
 def api_env(
-    ep: Endpoints, *, timezone: str, log_level: str, api: ApiConfig, ui_api_url: str
+    ep: Endpoints, *, timezone: str, log_level: str, api: ApiConfig, ui_api_url: str, events_retention_days: int
 ) -> list[pulumi.Input[str]]:
     """Environment of an API replica; ``ui_api_url`` is what browsers call."""
     return [
         *_server(ep, timezone, log_level),
         *_serving(ep),
+        *events_retention(events_retention_days),
         # The browser calls this; without it the UI is told 0.0.0.0 or 127.0.0.1.
         _env("PREFECT_SERVER_UI_API_URL", ui_api_url),
         _env("PREFECT_SERVER_API_KEEPALIVE_TIMEOUT", api.keepalive_timeout),
@@ -131,9 +132,27 @@ def api_env(
     ]
 
 
-def services_env(ep: Endpoints, *, timezone: str, log_level: str) -> list[pulumi.Input[str]]:
-    """Environment of a background-services container."""
-    return [*_server(ep, timezone, log_level), *_serving(ep), _env("PREFECT_SERVER_UI_ENABLED", False)]
+def _days(days: int) -> str:
+    """A duration as Prefect's settings parse it from the environment (ISO 8601)."""
+    return f"P{days}D"
+
+
+def events_retention(days: int) -> list[pulumi.Input[str]]:
+    """How long events are kept: the services trim by it, the API bounds event queries by it."""
+    return [_env("PREFECT_SERVER_EVENTS_RETENTION_PERIOD", _days(days))]
+
+
+def services_env(ep: Endpoints, *, timezone: str, log_level: str, services: ServicesConfig) -> list[pulumi.Input[str]]:
+    """Environment of a background-services container, database upkeep included."""
+    return [
+        *_server(ep, timezone, log_level),
+        *_serving(ep),
+        _env("PREFECT_SERVER_UI_ENABLED", False),
+        *events_retention(services.events_retention_days),
+        _env("PREFECT_SERVER_SERVICES_DB_VACUUM_ENABLED", json.dumps(sorted(services.vacuum))),
+        _env("PREFECT_SERVER_SERVICES_DB_VACUUM_RETENTION_PERIOD", _days(services.vacuum_retention_days)),
+        _env("PREFECT_SERVER_SERVICES_DB_VACUUM_BATCH_SIZE", services.vacuum_batch_size),
+    ]
 
 
 def _client_auth(auth_string: str, proxy_auth: bool) -> dict[str, str]:

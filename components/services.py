@@ -31,7 +31,7 @@ class BackgroundServices(StackComponent):
         opts: pulumi.ResourceOptions | None = None,
     ):
         super().__init__(name, opts)
-        env = services_env(endpoints, timezone=place.timezone, log_level=prefect.log_level)
+        env = services_env(endpoints, timezone=place.timezone, log_level=prefect.log_level, services=services)
         self.containers = []
         for index in range(1, services.replicas + 1):
             # No HTTP endpoint to probe: the restart policy is its liveness.

@@ -93,6 +93,7 @@ class PrefectHa(StackComponent):
         after_migration = [*data_stores, self.migration.gate]
         self.api = ApiServer(
             f"{name}-api", place=place, prefect=config.prefect, api=config.api, ui_api_url=config.proxy.api_url,
+            events_retention_days=config.services.events_retention_days,
             endpoints=self.endpoints, depends_on=after_migration, opts=child,
         )
         self.services = BackgroundServices(

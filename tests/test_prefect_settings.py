@@ -86,3 +86,35 @@ def test_ui_is_told_the_public_url_never_a_bind_address(url):
     run = run_program("prod", {"proxy.publicUrl": url, "tls.enabled": tls, "tls.httpPort": 80 if tls else 0})
     assert env_of(replica(run, "api", 2))["PREFECT_SERVER_UI_API_URL"] == f"{url}/api"
     assert run.outputs["api_url"] == f"{url}/api"
+
+
+def test_database_upkeep_reaches_the_services_and_events_retention_the_api_too():
+    from harness import run_program
+
+    run = run_program("prod")  # vacuum [events, flow_runs], 90 days; events 7 days
+    assert run.error is None, run.error
+    services = env_of(replica(run, "services", 1))
+    assert services["PREFECT_SERVER_SERVICES_DB_VACUUM_ENABLED"] == '["events", "flow_runs"]'
+    assert services["PREFECT_SERVER_SERVICES_DB_VACUUM_RETENTION_PERIOD"] == "P90D"
+    assert services["PREFECT_SERVER_SERVICES_DB_VACUUM_BATCH_SIZE"] == "200"
+    assert services["PREFECT_SERVER_EVENTS_RETENTION_PERIOD"] == "P7D"
+    api = env_of(replica(run, "api", 1))
+    assert api["PREFECT_SERVER_EVENTS_RETENTION_PERIOD"] == "P7D"
+    assert "PREFECT_SERVER_SERVICES_DB_VACUUM_ENABLED" not in api  # the vacuum runs in the services only
+    tuned = run_program("dev", {"services.vacuum": ["orphans"], "services.eventsRetentionDays": 30})
+    assert tuned.error is None, tuned.error
+    assert env_of(replica(tuned, "services", 1))["PREFECT_SERVER_SERVICES_DB_VACUUM_ENABLED"] == '["orphans"]'
+    assert env_of(replica(tuned, "api", 1))["PREFECT_SERVER_EVENTS_RETENTION_PERIOD"] == "P30D"
+
+
+@pytest.mark.parametrize("raw, message", [
+    ({"services.vacuum": '["events", "logs"]'}, "services.vacuum"),
+    ({"services.vacuumRetentionDays": 0}, "services.vacuumRetentionDays"),
+    ({"services.eventsRetentionDays": -1}, "services.eventsRetentionDays"),
+])
+def test_bad_upkeep_settings_are_refused_naming_the_key(raw, message):
+    from components.config import ConfigError, load_paths
+
+    with pytest.raises(ConfigError) as refused:
+        load_paths({k: str(v) for k, v in raw.items()})
+    assert message in str(refused.value)

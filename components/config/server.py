@@ -42,11 +42,38 @@ class ApiConfig(Group):
     cpu_limit: Cpus = cpu_limit("", "each API replica")
 
 
+# What Prefect's db_vacuum service may delete (its `enabled` set); flow_runs implies orphans.
+VACUUM_TARGETS = ("events", "flow_runs", "orphans")
+Days = Annotated[int, checked(lambda v: 1 <= v <= 36500, "must be 1-36500 days, got {}")]
+
+
 class ServicesConfig(Group):
     replicas: int = Field(
         1, ge=1, le=5,
         description="Number of background-services containers (schedulers, triggers); more than one needs Prefect >= 3.6.6.",
     )
+    events_retention_days: Days = Field(
+        7, description="Days Prefect keeps events before the event persister trims them (Prefect's default is 7)."
+    )
+    vacuum: tuple[str, ...] = Field(
+        ("events",),
+        description="What the db_vacuum service deletes past vacuumRetentionDays: events, flow_runs (finished runs, "
+                    "with their logs and artifacts; implies orphans), orphans. Prefect's default is events only.",
+    )
+    vacuum_retention_days: Days = Field(
+        90, description="Days a finished flow run (and its orphans) is kept before db_vacuum deletes it."
+    )
+    vacuum_batch_size: int = Field(
+        200, ge=1, le=100_000, description="Rows db_vacuum deletes per statement (Prefect's default is 200)."
+    )
+
+    @field_validator("vacuum")
+    @classmethod
+    def _vacuum_targets(cls, value: tuple[str, ...]) -> tuple[str, ...]:
+        unknown = [v for v in value if v not in VACUUM_TARGETS]
+        if unknown:
+            raise ValueError(f"must list only {', '.join(VACUUM_TARGETS)}, got {', '.join(map(repr, unknown))}")
+        return tuple(dict.fromkeys(value))
     memory_limit: MemorySize = memory_limit("1g", "each background-services container")
     cpu_limit: Cpus = cpu_limit("", "each background-services container")
 

@@ -39,6 +39,18 @@ def test_every_container_is_running_and_healthy(deployment):
     assert migrate["Status"] == "exited" and migrate["ExitCode"] == 0
 
 
+def test_prefect_reads_the_database_upkeep_settings_as_configured(deployment):
+    """The prod stack file's vacuum and retention, as Prefect itself parses them in the
+    running services container (a wrong name or format would fall back silently)."""
+    read = ("from prefect.settings import get_current_settings as g; s = g().server; import json; "
+            "print(json.dumps([sorted(s.services.db_vacuum.enabled), s.services.db_vacuum.retention_period.days, "
+            "s.services.db_vacuum.batch_size, s.events.retention_period.days]))")
+    services = deployment.client.containers.get(deployment.outputs["containers"]["services"][0])
+    result = services.exec_run(["python", "-c", read])
+    assert result.exit_code == 0, result.output.decode()[-2000:]
+    assert json.loads(result.output.decode().strip().splitlines()[-1]) == [["events", "flow_runs"], 90, 200, 7]
+
+
 def test_migration_exited_before_any_replica_or_services_container_was_created(deployment):
     names = deployment.outputs["containers"]
     inspect = deployment.client.api.inspect_container
