@@ -182,7 +182,9 @@ def rolling_container(
         f"{resource_name}-generation",
         byte_length=GENERATION_BYTES,
         keepers={"inputs": digest},
-        opts=pulumi.ResourceOptions(parent=parent),
+        # Behind the same gates as the container: a failed migration must leave the
+        # servers' generations as they were, or undoing the change would roll them.
+        opts=pulumi.ResourceOptions(parent=parent, depends_on=list(depends_on)),
     )
     return docker.Container(
         resource_name,

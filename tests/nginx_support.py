@@ -59,11 +59,22 @@ def nginx_test(conf: str, tmp_path, runtime_dir: Path | None = None, replicas: i
 
 def generated_pki(public_host: str = "prefect.example.internal") -> dict[str, str]:
     """A CA and a server certificate as pulumi-tls would make them (tests/tls_mocks.py)."""
+    pki = two_certificates(public_host, count=1)
+    return {**pki["certificates"][0], "ca": pki["ca"]}
+
+
+def two_certificates(public_host: str, count: int = 2) -> dict:
+    """A CA and ``count`` server certificates it signed, each with a key of its own:
+    {"ca": pem, "certificates": [{"certificate": pem, "key": pem}, ...]}."""
     ca_key = tls_state(PRIVATE_KEY, {"algorithm": "ECDSA", "ecdsaCurve": "P256"})
     ca = tls_state(SELF_SIGNED_CERT, {
         "privateKeyPem": ca_key["privateKeyPem"], "subject": {"commonName": "test CA"},
         "isCaCertificate": True, "allowedUses": ["cert_signing", "crl_signing"], "validityPeriodHours": 24,
     })
+    return {"ca": ca["certPem"], "certificates": [_server_certificate(ca_key, ca, public_host) for _ in range(count)]}
+
+
+def _server_certificate(ca_key: dict, ca: dict, public_host: str) -> dict[str, str]:
     key = tls_state(PRIVATE_KEY, {"algorithm": "ECDSA", "ecdsaCurve": "P256"})
     request = tls_state(CERT_REQUEST, {
         "privateKeyPem": key["privateKeyPem"], "subject": {"commonName": public_host},
@@ -74,7 +85,7 @@ def generated_pki(public_host: str = "prefect.example.internal") -> dict[str, st
         "caCertPem": ca["certPem"], "allowedUses": ["server_auth", "digital_signature", "key_encipherment"],
         "validityPeriodHours": 24,
     })
-    return {"certificate": cert["certPem"], "key": key["privateKeyPem"], "ca": ca["certPem"]}
+    return {"certificate": cert["certPem"], "key": key["privateKeyPem"]}
 
 
 def htpasswd_line(user: str, password: str) -> str:

@@ -7,7 +7,7 @@ import pytest
 
 from components.migration import MigrationFailed, check_exit_code
 from harness import StackMocks, run_program
-from support import component_of, container, containers, env_of, without_digest
+from support import RANDOM_ID, component_of, container, containers, env_of, without_digest
 
 
 @pytest.mark.parametrize("stack", ["dev", "prod"])
@@ -19,6 +19,9 @@ def test_failed_migration_stops_the_deployment_before_any_replica(stack):
     created = {without_digest(r.inputs["name"]): component_of(r) for r in containers(run)}
     assert created[f"prefect-ha-{stack}-migrate"] == "migration"
     assert not [n for n, c in created.items() if c in ("api", "services", "proxy")], created
+    # nor their generations: a new one now would roll them when the change is undone
+    generations = sorted(r.name for r in run.of_type(RANDOM_ID))
+    assert generations and all("api" not in g and "services" not in g for g in generations), generations
 
 
 def test_successful_migration_lets_replicas_through():

@@ -12,15 +12,19 @@ from __future__ import annotations
 
 import json
 import shlex
+import socket
+import ssl
 import time
 from concurrent.futures import ThreadPoolExecutor
 
 import pytest
 import requests
+from cryptography import x509
 from pulumi import automation as auto
 
 from components.proxy import CONFIG_COMPONENT
 from engine import _text
+from nginx_support import two_certificates
 from images import (FLOWS_IMAGE, FLOW_ENTRYPOINT, NEXT_PREFECT_IMAGE, NEXT_PREFECT_VERSION, PREFECT_DOCKER_REQUIREMENT,
                     PREFECT_VERSION)
 from testbed import IMAGES, PREFECT_IMAGE, Deployment, RequestLoop, changes, deploy_or_fail, tear_down, wait_for
@@ -29,16 +33,18 @@ pytestmark = pytest.mark.timeout(1200)
 
 # The loop: 2 clients, each one request every 50 ms.
 CLIENTS, INTERVAL = 2, 0.05
+# The secure stack's public host (testbed.stand_in: https://127.0.0.1:<port>)
+PUBLIC_HOST = "127.0.0.1"
 
 
-def configure(deployment: Deployment, changes: dict) -> None:
-    deployment.stack.stack.set_all_config({k: auto.ConfigValue(_text(v)) for k, v in changes.items()}, path=True)
+def configure(deployment: Deployment, settings: dict) -> None:
+    deployment.stack.stack.set_all_config({k: auto.ConfigValue(_text(v)) for k, v in settings.items()}, path=True)
 
 
-def change_under_load(deployment: Deployment, changes: dict, what: str, *, base: str | None = None,
+def change_under_load(deployment: Deployment, settings: dict, what: str, *, base: str | None = None,
                       **loop_options) -> RequestLoop:
-    """`pulumi up` of ``changes`` under the request loop; prints the figures bench/ collects."""
-    configure(deployment, changes)
+    """`pulumi up` of ``settings`` under the request loop; prints the figures bench/ collects."""
+    configure(deployment, settings)
     loop = RequestLoop(base or deployment.base, threads=CLIENTS, interval=INTERVAL, limit=10**6, seconds=900,
                        **loop_options)
     result = loop.during(deployment.stack.up)
@@ -248,23 +254,66 @@ def test_an_unchanged_up_touches_nothing(stack):
 
 
 @pytest.fixture(scope="module")
-def secure(docker_client, tmp_path_factory):
-    """The prod edge as shipped (TLS, Prefect auth, CSRF), with a rate limit the loop stays under."""
+def pki():
+    """One CA and two server certificates it signed: a certificate change the clients,
+    who trust the CA, must not notice."""
+    return two_certificates(PUBLIC_HOST)
+
+
+@pytest.fixture(scope="module")
+def secure(docker_client, tmp_path_factory, pki):
+    """The prod edge as shipped (TLS, Prefect auth, CSRF) with a certificate of our own,
+    and a rate limit the loop stays under."""
+    first = pki["certificates"][0]
     deployment = deploy_or_fail(docker_client, "rollsec", {
-        "api.replicas": 2, "proxy.rateLimit": 200, "proxy.rateLimitBurst": 400}, secure=True)
+        "api.replicas": 2, "proxy.rateLimit": 200, "proxy.rateLimitBurst": 400,
+        "tls.certificate": first["certificate"], "tls.key": first["key"]}, secure=True)
     ca = tmp_path_factory.mktemp("rollsec") / "ca.pem"
-    ca.write_text(deployment.outputs["ca_certificate"])
+    ca.write_text(pki["ca"])
     deployment.ca_file = ca
     yield deployment
     tear_down(deployment)
 
 
-def test_scale_out_behind_tls_auth_and_csrf_serves_every_request(secure):
+def change_behind_the_secure_edge(secure, settings: dict, what: str, **secret) -> RequestLoop:
     user, password = secure.outputs["client_env"]["PREFECT_API_AUTH_STRING"].split(":", 1)
-    nginx = ids(secure, "proxy")
-    base = secure.outputs["api_url"].removesuffix("/api")
-    loop = change_under_load(secure, {"api.replicas": 3}, "prod edge: api.replicas 2 -> 3", base=base,
+    if secret:
+        secure.stack.stack.set_all_config({k: auto.ConfigValue(v, secret=True) for k, v in secret.items()}, path=True)
+    return change_under_load(secure, settings, f"prod edge: {what}", base=secure.outputs["api_url"].removesuffix("/api"),
                              auth=(user, password), verify=str(secure.ca_file))
+
+
+def test_scale_out_behind_tls_auth_and_csrf_serves_every_request(secure):
+    nginx = ids(secure, "proxy")
+    loop = change_behind_the_secure_edge(secure, {"api.replicas": 3}, "api.replicas 2 -> 3")
     assert_served_everything(loop)
     assert ids(secure, "proxy") == nginx, "nginx was replaced"
     assert len(running_healthy(secure, "api")) == 3
+
+
+def test_a_server_setting_behind_tls_auth_and_csrf_serves_every_request(secure):
+    nginx, api = ids(secure, "proxy"), ids(secure, "api")
+    loop = change_behind_the_secure_edge(secure, {"prefect.logLevel": "WARNING"}, "prefect.logLevel INFO -> WARNING")
+    assert_served_everything(loop)
+    assert ids(secure, "proxy") == nginx, "nginx was replaced"
+    assert not ids(secure, "api") & api and len(running_healthy(secure, "api")) == 3
+
+
+def test_a_new_certificate_is_a_reload_and_served_right_after(secure, pki):
+    nginx = ids(secure, "proxy")
+    second = pki["certificates"][1]
+    loop = change_behind_the_secure_edge(secure, {"tls.certificate": second["certificate"]}, "a new certificate",
+                                         **{"tls.key": second["key"]})
+    assert_served_everything(loop)
+    assert ids(secure, "proxy") == nginx, "nginx was replaced"
+    wanted = x509.load_pem_x509_certificate(second["certificate"].encode()).serial_number
+    wait_for(lambda: served_serial(secure) == wanted, timeout=15, what="nginx to serve the new certificate",
+             detail=lambda: f"serving serial {served_serial(secure)}, want {wanted}")
+
+
+def served_serial(deployment) -> int:
+    port = int(deployment.outputs["api_url"].split(":")[2].split("/")[0])
+    context = ssl.create_default_context(cafile=str(deployment.ca_file))
+    with socket.create_connection(("127.0.0.1", port), timeout=5) as raw:
+        with context.wrap_socket(raw, server_hostname=PUBLIC_HOST) as tls:
+            return x509.load_der_x509_certificate(tls.getpeercert(binary_form=True)).serial_number
