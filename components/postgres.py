@@ -18,6 +18,64 @@ DATA_DIR = "/var/lib/postgresql/data"
 # Declared on the container for the policy pack, which cannot see retain_on_delete.
 DATA_VOLUME_LABEL = "data-volume"
 DATA_VOLUME_RETAINED = "retained"
+# The server's unix socket, shared with the credentials job: local connections are
+# trusted in the official image, so the job needs no password to set the role's.
+SOCKET_DIR = "/var/run/postgresql"
+CREDENTIALS_COMPONENT = "postgres-credentials"
+ROLE_PASSWORD_ENV = "ROLE_PASSWORD"
+OWNER_ENV = "STACK_OWNER"
+# Exit code of the job when the volume belongs to another stack.
+REFUSED = 3
+
+# The credentials job. Postgres reads POSTGRES_PASSWORD only when it initialises an
+# empty data directory, so a volume kept from an earlier deployment still has the
+# role password of that deployment. On every deployment (and every password
+# change) this job, over the trusted socket, makes the role's password the stack's
+# current one. The password reaches psql on stdin, never in a command line, and
+# is not logged (log_statement stays off). The database's comment records which
+# stack owns the volume: a volume of another stack (same names, another stack) is
+# refused, not taken over; a volume without an owner (first start, or made before
+# this job existed) is claimed.
+CREDENTIALS_SCRIPT = f"""set -eu
+pg_isready -q -t 120
+known() {{ psql -XAtq -d postgres -v ON_ERROR_STOP=1 -c "$1"; }}
+if [ -z "$(known "select 1 from pg_roles where rolname = '$PGUSER'")" ]; then
+  echo "prefect-ha: refused: this Postgres volume has no role $PGUSER; it was made for another stack" >&2
+  exit {REFUSED}
+fi
+if [ -z "$(known "select 1 from pg_database where datname = '$PGDATABASE'")" ]; then
+  echo "prefect-ha: refused: this Postgres volume has no database $PGDATABASE; it was made for another stack" >&2
+  exit {REFUSED}
+fi
+owner=$(known "select coalesce(shobj_description(oid, 'pg_database'), '') from pg_database where datname = '$PGDATABASE'")
+if [ -n "$owner" ] && [ "$owner" != "${OWNER_ENV}" ]; then
+  echo "prefect-ha: refused: this Postgres volume belongs to '$owner', not to '${OWNER_ENV}'; nothing was changed" >&2
+  exit {REFUSED}
+fi
+escaped=$(printenv {ROLE_PASSWORD_ENV} | sed "s/'/''/g")
+printf "ALTER ROLE \"%s\" PASSWORD '%s';\n" "$PGUSER" "$escaped" | psql -XAtq -d postgres -v ON_ERROR_STOP=1 >/dev/null
+if [ -z "$owner" ]; then
+  known "COMMENT ON DATABASE \"$PGDATABASE\" IS '${OWNER_ENV}'" >/dev/null
+  echo "prefect-ha: claimed this Postgres volume for '${OWNER_ENV}'"
+fi
+echo "prefect-ha: role $PGUSER has the stack's current password"
+"""
+
+
+class CredentialsRefused(pulumi.RunError):
+    """The credentials job did not exit 0: nothing after it is created."""
+
+
+def check_credentials(container_name: str, exit_code: int | None) -> int:
+    if exit_code is None or int(exit_code) != 0:
+        code = "unknown" if exit_code is None else int(exit_code)
+        why = ("the Postgres volume belongs to another stack" if code == REFUSED
+               else "the role's password could not be set")
+        raise CredentialsRefused(
+            f"postgres credentials job {container_name} exited with code {code}: {why}; no migration or "
+            f"Prefect server was started. Read its output with: docker logs {container_name}"
+        )
+    return 0
 
 
 class Postgres(StackComponent):
@@ -34,6 +92,7 @@ class Postgres(StackComponent):
         pg: PostgresConfig,
         max_connections: int,
         password: pulumi.Output[str],
+        owner: str,
         opts: pulumi.ResourceOptions | None = None,
     ):
         super().__init__(name, opts)
@@ -44,6 +103,12 @@ class Postgres(StackComponent):
             name=place.name("postgres-data"),
             labels=[docker.VolumeLabelArgs(label=dc.STACK_LABEL, value=place.stack)],
             opts=pulumi.ResourceOptions(parent=self, retain_on_delete=pg.retain_volume),
+        )
+        self.socket = docker.Volume(
+            f"{name}-socket",
+            name=place.name("postgres-socket"),
+            labels=[docker.VolumeLabelArgs(label=dc.STACK_LABEL, value=place.stack)],
+            opts=pulumi.ResourceOptions(parent=self),
         )
         self.container, self.fingerprint = dc.fixed_container(
             f"{name}-container",
@@ -60,7 +125,10 @@ class Postgres(StackComponent):
                     f"TZ={place.timezone}",
                 ]
             ),
-            volumes=[docker.ContainerVolumeArgs(volume_name=self.volume.name, container_path=DATA_DIR)],
+            volumes=[
+                docker.ContainerVolumeArgs(volume_name=self.volume.name, container_path=DATA_DIR),
+                docker.ContainerVolumeArgs(volume_name=self.socket.name, container_path=SOCKET_DIR),
+            ],
             networks_advanced=dc.network_attachment(place.backend, HOST_ALIAS),
             ports=dc.published(PORT, pg.host_port),
             # Over TCP, so the init-time server (socket only) does not count as ready.
@@ -80,7 +148,34 @@ class Postgres(StackComponent):
             ),
             **place.log_args(),
         )
+        self.credentials = dc.rolling_container(
+            f"{name}-credentials",
+            place=place,
+            role=CREDENTIALS_COMPONENT,
+            parent=self,
+            depends_on=[self.container],
+            image=pg.image,
+            command=["sh", "-c", CREDENTIALS_SCRIPT],
+            envs=password.apply(lambda pw: [
+                f"PGHOST={SOCKET_DIR}", f"PGUSER={pg.user}", f"PGDATABASE={pg.database}",
+                f"{OWNER_ENV}={owner}", f"{ROLE_PASSWORD_ENV}={pw}", f"TZ={place.timezone}",
+            ]),
+            volumes=[docker.ContainerVolumeArgs(volume_name=self.socket.name, container_path=SOCKET_DIR)],
+            **dc.one_shot(),
+            **dc.hardening(read_only=True),
+            **dc.limits(pg),
+            labels=dc.labels(place.stack, CREDENTIALS_COMPONENT),
+            **place.log_args(),
+        )
+        checked = pulumi.Output.all(self.credentials.name, self.credentials.exit_code).apply(
+            lambda v: check_credentials(v[0], v[1])
+        )
+        self.ready = dc.passed(self.credentials, checked)
+        """The credentials job, once it exited 0: what the migration lists in depends_on."""
         self.url = pulumi.Output.secret(
             password.apply(lambda pw: postgres_url(pg.user, pw, HOST_ALIAS, PORT, pg.database))
         )
-        self.register_outputs({"container_name": self.container.name, "volume_name": self.volume.name})
+        self.register_outputs({
+            "container_name": self.container.name, "volume_name": self.volume.name,
+            "credentials_job": self.credentials.name,
+        })

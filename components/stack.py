@@ -71,7 +71,7 @@ class PrefectHa(StackComponent):
         )
         self.postgres = Postgres(
             f"{name}-postgres", place=place, pg=config.postgres, max_connections=config.postgres_max_connections,
-            password=self.secrets.postgres_password, opts=child,
+            password=self.secrets.postgres_password, owner=f"{PROJECT}/{stack}/{config.prefix(stack)}", opts=child,
         )
         self.redis = Redis(f"{name}-redis", place=place, redis=config.redis, password=self.secrets.redis_password, opts=child)
         self.endpoints = Endpoints(
@@ -85,7 +85,7 @@ class PrefectHa(StackComponent):
         data_stores = [self.postgres.container, self.redis.container]
         self.migration = Migration(
             f"{name}-migration", place=place, prefect=config.prefect, migration=config.migration,
-            endpoints=self.endpoints, depends_on=data_stores, opts=child,
+            endpoints=self.endpoints, depends_on=[*data_stores, self.postgres.ready], opts=child,
         )
         # depends_on on a component does not reach its children, so the
         # containers are handed over explicitly; the exit-code gate is an Output

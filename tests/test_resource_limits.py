@@ -18,7 +18,7 @@ def test_every_container_has_its_groups_memory_cap_without_swap_and_its_cpu_cap(
         assert reg.inputs["memory"] == size_in_mb(group.memory_limit), name
         assert reg.inputs["memorySwap"] == reg.inputs["memory"], f"{name}: swap beyond the cap"
         assert reg.inputs.get("cpus") == (group.cpu_limit or None), name
-    expected = {"postgres", "redis", "migration", "api", "services", "proxy", "edge-config"}
+    expected = {"postgres", "redis", "migration", "api", "services", "proxy", "edge-config", "postgres-credentials"}
     if stack == "dev":
         expected |= {"worker", "work-pool"}
     assert seen == expected

@@ -8,7 +8,7 @@ from components.api import ApiServer
 from components.docker_common import go_duration
 from components.migration import Migration
 from components.network import StackNetwork
-from components.postgres import Postgres
+from components.postgres import CREDENTIALS_COMPONENT, Postgres
 from components.proxy import CERTIFICATE_ENV, CONFIG_COMPONENT, HTPASSWD_ENV, KEY_ENV, Proxy
 from components.redis import Redis
 from components.secrets import StackSecrets
@@ -23,7 +23,7 @@ from support import (NETWORK, RANDOM_PASSWORD, STACK, VOLUME, component_of, cont
 # Replaced in place of their fixed names (the data stores, the one published port);
 # every other container rolls: its name carries a digest of its inputs.
 FIXED_NAMES = ("postgres", "redis", "proxy")
-ONE_SHOT = ("migration", "work-pool", CONFIG_COMPONENT)
+ONE_SHOT = ("migration", "work-pool", CONFIG_COMPONENT, CREDENTIALS_COMPONENT)
 
 
 def names(run):
@@ -38,13 +38,13 @@ def test_every_resource_is_parented_and_of_the_expected_type(stack_run):
     workers = {f"{prefix}-work-pool", f"{prefix}-worker-1"} if stack == "dev" else set()
     assert names(run) == {
         f"{prefix}-postgres", f"{prefix}-redis", f"{prefix}-migrate", f"{prefix}-services-1", f"{prefix}-nginx",
-        f"{prefix}-edge-config", *(f"{prefix}-api-{i}" for i in range(1, replicas + 1)), *workers,
+        f"{prefix}-edge-config", f"{prefix}-postgres-credentials", *(f"{prefix}-api-{i}" for i in range(1, replicas + 1)), *workers,
     }
     counts = {}
     for r in run.registrations:
         counts[r.type] = counts.get(r.type, 0) + 1
     assert counts[NETWORK] == 2
-    assert counts[VOLUME] == 3  # Postgres, Redis, the edge config
+    assert counts[VOLUME] == 4  # Postgres data and socket, Redis, the edge config
     assert counts[RANDOM_PASSWORD] == (3 if stack == "prod" else 2)
     components = [PrefectHa, StackSecrets, StackNetwork, Postgres, Redis, Migration, ApiServer,
                   BackgroundServices, Proxy, EdgeTls if stack == "prod" else DockerWorkers]
