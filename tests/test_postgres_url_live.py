@@ -5,15 +5,6 @@ has a hostile password. SQLAlchemy + asyncpg is the path Prefect takes.
 """
 
 import asyncio
-import glob
-import os
-import pwd
-import shutil
-import socket
-import subprocess
-import tempfile
-import time
-from pathlib import Path
 
 import pytest
 from sqlalchemy import text
@@ -21,6 +12,7 @@ from sqlalchemy.ext.asyncio import create_async_engine
 
 from components.urls import postgres_url
 from harness import StackMocks, run_program
+from postgres_support import throwaway_postgres
 from support import env_of, replica
 
 HOSTILE_PASSWORDS = [
@@ -31,61 +23,18 @@ HOSTILE_PASSWORDS = [
 ]
 
 
-def _pg_bin() -> str:
-    found = sorted(glob.glob("/usr/lib/postgresql/*/bin/initdb"))
-    if not found:
-        pytest.fail("Debian's postgresql is not installed: run bin/test, which installs it (apt-get install postgresql)")
-    return os.path.dirname(found[-1])
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def _as_postgres(args, **kw):
-    result = subprocess.run(["runuser", "-u", "postgres", "--", *args], capture_output=True, text=True, **kw)
-    if result.returncode:
-        pytest.fail(f"{os.path.basename(args[0])} failed ({result.returncode}): {result.stderr.strip()}")
-    return result
-
-
 @pytest.fixture(scope="module")
 def postgres():
     """A throwaway Postgres on 127.0.0.1 with one role per hostile password."""
-    bin_dir = _pg_bin()
-    try:
-        pwd.getpwnam("postgres")
-    except KeyError:
-        pytest.fail("no postgres system user: Debian's postgresql package creates it")
-    # Not under pytest's tmp dir: that is private to root, and Postgres runs as postgres.
-    base = Path(tempfile.mkdtemp(prefix="prefect-ha-pg-"))
-    data, sock = base / "data", base / "sock"
-    sock.mkdir()
-    shutil.chown(base, "postgres")
-    shutil.chown(sock, "postgres")
-    os.chmod(base, 0o755)
-    _as_postgres([f"{bin_dir}/initdb", "-D", str(data), "--auth-local=trust", "--auth-host=scram-sha-256", "-U", "postgres"])
-    port = _free_port()
-    _as_postgres([f"{bin_dir}/pg_ctl", "-D", str(data), "-l", str(base / "log"), "-o",
-                  f"-p {port} -k {sock} -c listen_addresses=127.0.0.1", "start"])
-    deadline = time.monotonic() + 30
-    while subprocess.run([f"{bin_dir}/pg_isready", "-h", "127.0.0.1", "-p", str(port)], capture_output=True).returncode:
-        if time.monotonic() > deadline:
-            pytest.fail(f"Postgres did not become ready: {(base / 'log').read_text()}")
-        time.sleep(0.2)
-    users = {}
-    for index, password in enumerate(HOSTILE_PASSWORDS):
-        user = f"prefect{index}"
-        # psql quotes :'pw' itself, so the password never meets a shell or SQL literal here.
-        _as_postgres([f"{bin_dir}/psql", "-h", str(sock), "-p", str(port), "-v", "ON_ERROR_STOP=1",
-                      "-v", f"pw={password}", "-d", "postgres"],
-                     input=f"CREATE ROLE {user} LOGIN PASSWORD :'pw';\nCREATE DATABASE {user} OWNER {user};\n")
-        users[password] = user
-    yield port, users
-    _as_postgres([f"{bin_dir}/pg_ctl", "-D", str(data), "-m", "immediate", "stop"])
-    shutil.rmtree(base, ignore_errors=True)
+    with throwaway_postgres() as server:
+        users = {}
+        for index, password in enumerate(HOSTILE_PASSWORDS):
+            user = f"prefect{index}"
+            # psql quotes :'pw' itself, so the password never meets a shell or SQL literal here.
+            server.psql(f"CREATE ROLE {user} LOGIN PASSWORD :'pw';\nCREATE DATABASE {user} OWNER {user};\n",
+                        f"pw={password}")
+            users[password] = user
+        yield server.port, users
 
 
 async def _select_one(url: str) -> int:
