@@ -92,6 +92,7 @@ class Postgres(StackComponent):
         pg: PostgresConfig,
         max_connections: int,
         password: pulumi.Output[str],
+        init_password: pulumi.Output[str],
         owner: str,
         opts: pulumi.ResourceOptions | None = None,
     ):
@@ -116,7 +117,7 @@ class Postgres(StackComponent):
             name=place.name("postgres"),
             image=pg.image,
             command=["postgres", "-c", f"max_connections={max_connections}"],
-            envs=password.apply(
+            envs=init_password.apply(
                 lambda pw: [
                     f"POSTGRES_USER={pg.user}",
                     f"POSTGRES_PASSWORD={pw}",

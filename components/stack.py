@@ -59,7 +59,8 @@ class PrefectHa(StackComponent):
         auth = config.auth
 
         self.secrets = StackSecrets(
-            f"{name}-secrets", auth_username=auth.username if auth.enabled else None, opts=child
+            f"{name}-secrets", auth_username=auth.username if auth.enabled else None,
+            rotation=config.secrets.rotation, opts=child
         )
         self.network = StackNetwork(
             f"{name}-network", prefix=config.prefix(stack), stack=stack,
@@ -71,7 +72,8 @@ class PrefectHa(StackComponent):
         )
         self.postgres = Postgres(
             f"{name}-postgres", place=place, pg=config.postgres, max_connections=config.postgres_max_connections,
-            password=self.secrets.postgres_password, owner=f"{PROJECT}/{stack}/{config.prefix(stack)}", opts=child,
+            password=self.secrets.postgres_password, init_password=self.secrets.postgres_init_password,
+            owner=f"{PROJECT}/{stack}/{config.prefix(stack)}", opts=child,
         )
         self.redis = Redis(f"{name}-redis", place=place, redis=config.redis, password=self.secrets.redis_password, opts=child)
         self.endpoints = Endpoints(

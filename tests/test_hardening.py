@@ -82,7 +82,7 @@ def test_nginx_auth_leaves_the_servers_alone_and_delivers_a_bcrypt_htpasswd():
 def test_no_auth_means_no_credentials_anywhere():
     run = run_program("dev")
     assert run.error is None, run.error
-    assert len(run.of_type(RANDOM_PASSWORD)) == 2
+    assert len(run.of_type(RANDOM_PASSWORD)) == 3  # Postgres (and its init password), Redis
     assert CLIENT_AUTH_STRING not in run.outputs["client_env"]
     for reg in containers(run):
         assert SERVER_AUTH_STRING not in env_of(reg), reg.inputs["name"]

@@ -96,3 +96,44 @@ def test_prefect_gets_the_encoded_database_url(stack_run, role):
     assert url.host == "postgres"
     if role != "migrate":
         assert parse_url(env["PREFECT_SERVER_DOCKET_URL"])["password"] == StackMocks().password
+
+
+def passwords_by_name(run) -> dict:
+    from support import RANDOM_PASSWORD
+
+    return {r.name.removeprefix("prefect-secrets-"): r for r in run.of_type(RANDOM_PASSWORD)}
+
+
+def test_a_rotation_count_is_a_new_postgres_and_redis_password_and_nothing_else():
+    from harness import run_program
+
+    plain = passwords_by_name(run_program("prod"))
+    assert all(not r.inputs.get("keepers") for r in plain.values()), "stacks at rotation 0 keep their passwords"
+    rotated = passwords_by_name(run_program("prod", {"secrets.rotation": 2}))
+    assert {name for name, r in rotated.items() if r.inputs.get("keepers")} == {"postgres", "redis"}
+    assert rotated["postgres"].inputs["keepers"] == rotated["redis"].inputs["keepers"] == {"rotation": "2"}
+    # the API credentials and Postgres's init password never rotate with it
+    assert not rotated["auth"].inputs.get("keepers") and not rotated["postgres-init"].inputs.get("keepers")
+
+
+def test_postgres_starts_with_its_init_password_and_the_job_sets_the_current_one():
+    """So a rotation changes nothing of the Postgres container: no restart."""
+    from components.postgres import CREDENTIALS_COMPONENT
+    from harness import run_program
+
+    run = run_program("dev")
+    passwords = passwords_by_name(run)
+    pg, job = container(run, "postgres"), container(run, CREDENTIALS_COMPONENT)
+    assert passwords["postgres-init"].urn in pg.property_dependencies["envs"]
+    assert passwords["postgres"].urn not in pg.all_dependencies()
+    assert passwords["postgres"].urn in job.property_dependencies["envs"]
+    for reg in (replica(run, "api", 1), container(run, "migration")):
+        assert passwords["postgres"].urn in reg.all_dependencies() and passwords["postgres-init"].urn not in \
+            reg.all_dependencies(), reg.name
+
+
+def test_a_negative_rotation_is_refused():
+    from components.config import ConfigError, load_paths
+
+    with pytest.raises(ConfigError, match="secrets.rotation"):
+        load_paths({"secrets.rotation": "-1"})

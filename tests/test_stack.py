@@ -45,7 +45,7 @@ def test_every_resource_is_parented_and_of_the_expected_type(stack_run):
         counts[r.type] = counts.get(r.type, 0) + 1
     assert counts[NETWORK] == 2
     assert counts[VOLUME] == 4  # Postgres data and socket, Redis, the edge config
-    assert counts[RANDOM_PASSWORD] == (3 if stack == "prod" else 2)
+    assert counts[RANDOM_PASSWORD] == (4 if stack == "prod" else 3)  # Postgres, its init, Redis (, auth)
     components = [PrefectHa, StackSecrets, StackNetwork, Postgres, Redis, Migration, ApiServer,
                   BackgroundServices, Proxy, EdgeTls if stack == "prod" else DockerWorkers]
     for component in components:

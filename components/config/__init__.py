@@ -14,7 +14,7 @@ Field names map to keys through ``to_camel``: ``api.wait_timeout`` is
 """
 
 from .base import PROJECT, Group
-from .data_stores import POSTGRES_MIN_MAJOR, REDIS_MIN_MAJOR, PostgresConfig, RedisConfig
+from .data_stores import POSTGRES_MIN_MAJOR, REDIS_MIN_MAJOR, PostgresConfig, RedisConfig, SecretsConfig
 from .edge import API_HEALTH_PATH, API_PATH, AUTH_MODES, AUTH_NONE, AUTH_PREFECT, AUTH_NGINX, TLS_MODES, TLS_OFF, AuthConfig, ProxyConfig, TlsConfig
 from .generators import pulumi_yaml_declarations, readme_table
 from .keys import config_keys, declared_default, group_names

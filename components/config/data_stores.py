@@ -47,3 +47,11 @@ class RedisConfig(Group):
     host_port: HostPort = Field(0, description="Host port to publish Redis on; 0 keeps it private to the network.")
     memory_limit: MemorySize = memory_limit("512m", "Redis")
     cpu_limit: Cpus = cpu_limit("", "Redis")
+
+
+class SecretsConfig(Group):
+    rotation: int = Field(
+        0, ge=0, le=1_000_000,
+        description="Bump (1, 2, ...) to rotate the generated Postgres and Redis passwords; `pulumi up` "
+                    "moves every container to the new ones (see README: Rotating passwords).",
+    )

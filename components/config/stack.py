@@ -8,7 +8,7 @@ from typing import Annotated
 from pydantic import Field, model_validator
 
 from .base import PROJECT, Group
-from .data_stores import PostgresConfig, RedisConfig
+from .data_stores import PostgresConfig, RedisConfig, SecretsConfig
 from .edge import AuthConfig, ProxyConfig, TlsConfig
 from .server import ApiConfig, MigrationConfig, PrefectConfig, ServicesConfig, WorkerConfig
 from .types import DockerName, Size, checked, matching
@@ -42,6 +42,7 @@ class StackConfig(Group):
     migration: MigrationConfig = MigrationConfig()
     postgres: PostgresConfig = PostgresConfig()
     redis: RedisConfig = RedisConfig()
+    secrets: SecretsConfig = SecretsConfig()
     proxy: ProxyConfig = ProxyConfig()
     tls: TlsConfig = TlsConfig()
     auth: AuthConfig = AuthConfig()

@@ -248,6 +248,35 @@ def test_a_prefect_upgrade_migrates_first_then_rolls_servers_then_workers(stack,
     assert {run: s["state"] for run, s in states.items()} == {before: "COMPLETED", after: "COMPLETED"}, states
 
 
+def all_run_ids(stack) -> set[str]:
+    return {json.loads(line)["id"] for line in stack.prefect("flow_runs.py").strip().splitlines() if line.startswith("{")}
+
+
+def test_a_password_rotation_moves_every_process_and_loses_no_run(stack, flow_deployment):
+    """secrets.rotation 0 -> 1: new Postgres and Redis passwords. Postgres keeps running (the
+    credentials job changes its role's password), Redis restarts with its new one, every server
+    rolls onto both. What the request loop saw is printed: it is the figure the README states."""
+    done = last_json(stack.prefect("submit_run.py", flow_deployment, "0"))["id"]
+    assert last_json(stack.prefect("wait_runs.py", "300", done, timeout=400))[done]["state"] == "COMPLETED"
+    runs_before = all_run_ids(stack)
+    postgres, redis, nginx, api = ids(stack, "postgres"), ids(stack, "redis"), ids(stack, "proxy"), ids(stack, "api")
+    loop = change_under_load(stack, {"secrets.rotation": 1}, "secrets.rotation 0 -> 1")
+    print(f"[rolling] rotation: failed requests {loop.failures[:5]}")
+    assert loop.done > 100
+    assert ids(stack, "postgres") == postgres, "Postgres restarted for a rotation"
+    assert ids(stack, "redis") != redis and ids(stack, "proxy") == nginx
+    assert not ids(stack, "api") & api, "a replica kept the old passwords"
+    [job] = stack.containers("postgres-credentials")
+    assert job.attrs["State"]["ExitCode"] == 0 and "current password" in job.logs().decode()
+    assert runs_before <= all_run_ids(stack)
+    after = last_json(stack.prefect("submit_run.py", flow_deployment, "0"))["id"]
+    assert last_json(stack.prefect("wait_runs.py", "300", after, timeout=400))[after]["state"] == "COMPLETED"
+    # the loop still runs clean once the update is over
+    settled = RequestLoop(stack.base, threads=CLIENTS, interval=INTERVAL, limit=300, seconds=60)
+    settled.run_while(lambda: None)
+    assert settled.failures == [] and settled.done >= 300, settled.failures[:5]
+
+
 def test_an_unchanged_up_touches_nothing(stack):
     result = stack.stack.up()
     assert changes(result.summary.resource_changes) == {}, result.summary.resource_changes
