@@ -208,7 +208,7 @@ def readme_config_commands() -> list[str]:
     """The `pulumi config set` lines of the README's code blocks, for the prod stack."""
     lines = [line.strip() for line in (REPO / "README.md").read_text().splitlines()]
     found = [line for line in lines if line.startswith("pulumi config set --stack prod")]
-    assert len(found) >= 4, found  # replicas, publicUrl, the certificate and its key
+    assert len(found) >= 5, found  # replicas, publicUrl, the certificate and its key, a rotation
     return found
 
 
@@ -248,6 +248,7 @@ def test_the_readme_config_commands_work_as_written(engine, docker_client):
     assert config["prefect-ha:proxy"]["publicUrl"] == "https://prefect.example.com"
     assert config["prefect-ha:tls"]["certificate"].strip() == cert.strip()
     assert set(config["prefect-ha:tls"]["key"]) == {"secure"}
+    assert config["prefect-ha:secrets"]["rotation"] == 1  # README: Keeping the data, rotate
     # The program reads them: five API replicas, the certificate given (none generated).
     preview = stack.preview(diff=True)
     assert "prefect-api-5" in preview.stdout and "prefect-api-6" not in preview.stdout
