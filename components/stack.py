@@ -12,6 +12,7 @@ import pulumi
 
 from . import api as api_server, postgres as pg, redis as rd
 from .api import ApiServer
+from .backup import Backups
 from .component import StackComponent
 from .config import PROJECT, ConfigError, StackConfig, load_config
 from .docker_common import Placement
@@ -120,6 +121,17 @@ class PrefectHa(StackComponent):
                 depends_on=self.api.replicas, opts=child,
             )
 
+        # After the migration passed: the first backup (taken at start) is of the
+        # migrated schema instead of racing its DDL.
+        self.backups = (
+            Backups(
+                f"{name}-backups", place=place, backup=config.backup, postgres=config.postgres,
+                password=self.secrets.postgres_password, depends_on=[self.postgres.container, self.migration.gate],
+                opts=child,
+            )
+            if config.backup.enabled else None
+        )
+
         # Postgres, Redis and nginx cannot roll: say in the preview when this
         # deployment replaces one of them, and keep what it saw for the next.
         fingerprints = downtime.warn_about_replacements(
@@ -158,6 +170,8 @@ class PrefectHa(StackComponent):
         }
         if self.tls is not None:
             self.outputs["ca_certificate"] = self.tls.ca_certificate
+        if self.backups is not None:
+            self.outputs["backups"] = self.backups.outputs
         if self.workers is not None:
             pool = config.worker.pool
             self.outputs["work_pool"] = pool

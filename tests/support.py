@@ -114,5 +114,5 @@ def env_of(reg: Registration) -> dict[str, str]:
 LIMITS_GROUP = {
     "postgres": "postgres", "redis": "redis", "migration": "migration", "api": "api",
     "services": "services", "proxy": "proxy", "edge-config": "proxy", "worker": "worker", "work-pool": "worker",
-    "postgres-credentials": "postgres",
+    "postgres-credentials": "postgres", "backup": "backup",
 }

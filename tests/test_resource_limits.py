@@ -21,6 +21,8 @@ def test_every_container_has_its_groups_memory_cap_without_swap_and_its_cpu_cap(
     expected = {"postgres", "redis", "migration", "api", "services", "proxy", "edge-config", "postgres-credentials"}
     if stack == "dev":
         expected |= {"worker", "work-pool"}
+    else:
+        expected |= {"backup"}  # backups are on in prod
     assert seen == expected
 
 

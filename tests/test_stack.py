@@ -5,6 +5,7 @@ import re
 import pytest
 
 from components.api import ApiServer
+from components.backup import Backups
 from components.docker_common import go_duration
 from components.migration import Migration
 from components.network import StackNetwork
@@ -36,15 +37,18 @@ def test_every_resource_is_parented_and_of_the_expected_type(stack_run):
     prefix = f"prefect-ha-{stack}"
     # dev runs a Docker worker; prod has TLS and auth (a third password) instead.
     workers = {f"{prefix}-work-pool", f"{prefix}-worker-1"} if stack == "dev" else set()
+    backups = {f"{prefix}-backup"} if stack == "prod" else set()  # backups are on in prod
     assert names(run) == {
         f"{prefix}-postgres", f"{prefix}-redis", f"{prefix}-migrate", f"{prefix}-services-1", f"{prefix}-nginx",
         f"{prefix}-edge-config", f"{prefix}-postgres-credentials", *(f"{prefix}-api-{i}" for i in range(1, replicas + 1)), *workers,
+        *backups,
     }
     counts = {}
     for r in run.registrations:
         counts[r.type] = counts.get(r.type, 0) + 1
     assert counts[NETWORK] == 2
-    assert counts[VOLUME] == 4  # Postgres data and socket, Redis, the edge config
+    # Postgres data and socket, Redis, the edge config (, the backups)
+    assert counts[VOLUME] == (5 if stack == "prod" else 4)
     assert counts[RANDOM_PASSWORD] == (4 if stack == "prod" else 3)  # Postgres, its init, Redis (, auth)
     components = [PrefectHa, StackSecrets, StackNetwork, Postgres, Redis, Migration, ApiServer,
                   BackgroundServices, Proxy, EdgeTls if stack == "prod" else DockerWorkers]
@@ -52,6 +56,7 @@ def test_every_resource_is_parented_and_of_the_expected_type(stack_run):
         assert counts[component.TYPE] == 1, component.TYPE
     assert counts.get(EdgeTls.TYPE, 0) == (1 if stack == "prod" else 0)
     assert counts.get(DockerWorkers.TYPE, 0) == (1 if stack == "dev" else 0)
+    assert counts.get(Backups.TYPE, 0) == (1 if stack == "prod" else 0)
     stack_urn = [r.urn for r in run.registrations if r.type == STACK]
     for r in run.registrations:
         if r.type.startswith(STACK) or r.type == PrefectHa.TYPE:

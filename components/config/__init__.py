@@ -8,11 +8,12 @@ Field names map to keys through ``to_camel``: ``api.wait_timeout`` is
 ``api.waitTimeout``.
 
 - ``types``: constraint types the groups share (pinned image, port, size, CPUs)
-- ``server``, ``data_stores``, ``edge``: the groups, by what they configure
+- ``server``, ``data_stores``, ``edge``, ``backup``: the groups, by what they configure
 - ``stack``: the whole model, cross-group checks and derived answers
 - ``keys``, ``loading``, ``generators``: keys, the loader, Pulumi.yaml/README
 """
 
+from .backup import BackupConfig
 from .base import PROJECT, Group
 from .data_stores import POSTGRES_MIN_MAJOR, REDIS_MIN_MAJOR, PostgresConfig, RedisConfig, SecretsConfig
 from .edge import API_HEALTH_PATH, API_PATH, AUTH_MODES, AUTH_NONE, AUTH_PREFECT, AUTH_NGINX, TLS_MODES, TLS_OFF, AuthConfig, ProxyConfig, TlsConfig

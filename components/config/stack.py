@@ -7,6 +7,7 @@ from typing import Annotated
 
 from pydantic import Field, model_validator
 
+from .backup import BackupConfig
 from .base import PROJECT, Group
 from .data_stores import PostgresConfig, RedisConfig, SecretsConfig
 from .edge import AuthConfig, ProxyConfig, TlsConfig
@@ -47,6 +48,7 @@ class StackConfig(Group):
     tls: TlsConfig = TlsConfig()
     auth: AuthConfig = AuthConfig()
     worker: WorkerConfig = WorkerConfig()
+    backup: BackupConfig = BackupConfig()
     logging: LoggingConfig = LoggingConfig()
 
     @model_validator(mode="after")
