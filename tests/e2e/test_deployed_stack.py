@@ -66,7 +66,7 @@ def test_migration_exited_before_any_replica_or_services_container_was_created(d
 def test_random_passwords_were_url_hostile(deployment):
     from urllib.parse import quote
 
-    assert len(deployment.passwords()) == 2
+    assert len(deployment.passwords()) == 3  # Postgres, its init password, Redis (no auth on this edge)
     assert all(quote(p, safe="") != p for p in deployment.passwords())
 
 
@@ -261,11 +261,13 @@ def test_redis_restart_scheduling_and_runs_carry_on(deployment, deployed_flows, 
 def test_teardown_leaves_nothing_but_the_retained_volume(deployment):
     run_label = f"{TEST_LABEL}={deployment.run_id}"
     retained = deployment.destroy()
-    assert retained == [deployment.outputs["postgres_volume"]]
+    # the Postgres volume, and the backups volume (backups are on in prod)
+    assert retained == sorted([deployment.outputs["postgres_volume"], deployment.outputs["backups"]["volume"]])
     program_made = {"label": [run_label, "prefect-ha.stack"]}
     assert deployment.client.containers.list(all=True, filters=program_made) == []
     assert deployment.client.networks.list(filters={"label": run_label}) == []
     volumes = [v.name for v in deployment.client.volumes.list(filters={"label": run_label})]
     assert volumes == retained
-    deployment.client.volumes.get(retained[0]).remove(force=True)
+    for name in retained:
+        deployment.client.volumes.get(name).remove(force=True)
     assert deployment.client.volumes.list(filters={"label": run_label}) == []
