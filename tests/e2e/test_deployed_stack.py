@@ -266,7 +266,7 @@ def test_teardown_leaves_nothing_but_the_retained_volume(deployment):
     program_made = {"label": [run_label, "prefect-ha.stack"]}
     assert deployment.client.containers.list(all=True, filters=program_made) == []
     assert deployment.client.networks.list(filters={"label": run_label}) == []
-    volumes = [v.name for v in deployment.client.volumes.list(filters={"label": run_label})]
+    volumes = sorted(v.name for v in deployment.client.volumes.list(filters={"label": run_label}))
     assert volumes == retained
     for name in retained:
         deployment.client.volumes.get(name).remove(force=True)

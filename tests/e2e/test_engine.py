@@ -272,10 +272,13 @@ def test_prod_with_retain_volume_false_is_a_policy_violation_and_destroy_deletes
     stack, run_id = deployment.stack, deployment.run_id
     try:
         stack.up()
-        volume = stack.outputs()["postgres_volume"]
+        outputs = stack.outputs()
+        volume = outputs["postgres_volume"]
         found = of(evaluate(engine_resources(stack)), "postgres-volume-retained")
         assert len(found) == 1 and volume in found[0].message, found
         stack.destroy()
-        assert labelled(docker_client, run_id) == {"containers": [], "networks": [], "volumes": []}
+        # the Postgres volume goes; the backups (on in prod) are kept either way
+        assert labelled(docker_client, run_id) == {
+            "containers": [], "networks": [], "volumes": [outputs["backups"]["volume"]]}
     finally:
         sweep(docker_client, run_id)
