@@ -132,11 +132,10 @@ class PrefectHa(StackComponent):
             if config.backup.enabled else None
         )
 
-        # Postgres, Redis and nginx cannot roll: say in the preview when this
-        # deployment replaces one of them, and keep what it saw for the next.
-        fingerprints = downtime.warn_about_replacements(
-            name, {"postgres": self.postgres.fingerprint, "redis": self.redis.fingerprint,
-                   "nginx": self.proxy.fingerprint}, parent=self,
+        # Postgres, Redis and nginx cannot roll: the preview's diff of this output
+        # says when a deployment replaces one of them, and which inputs do.
+        fingerprints = downtime.exported(
+            {"postgres": self.postgres.fingerprint, "redis": self.redis.fingerprint, "nginx": self.proxy.fingerprint}
         )
 
         self.api_url = config.proxy.api_url

@@ -24,7 +24,7 @@ from pulumi.runtime import mocks as pulumi_mocks
 from pulumi.runtime import rpc, settings
 from pulumi.runtime.stack import run_in_stack
 
-from support import CONTAINER, RANDOM_ID, RANDOM_PASSWORD, STACK_REFERENCE, without_digest
+from support import CONTAINER, RANDOM_ID, RANDOM_PASSWORD, without_digest
 
 REPO = Path(__file__).resolve().parent.parent
 PROJECT = "prefect-ha"
@@ -106,11 +106,9 @@ class StackMocks(pulumi.runtime.Mocks):
     In a preview no container has run, so none reports an exit code: the SDK
     resolves the missing output as unknown, as it does against the engine."""
 
-    def __init__(self, exit_codes: dict[str, int] | None = None, password: str = "p@ss:/?#%& wörd+=!$*",
-                 previous_outputs: dict[str, Any] | None = None):
+    def __init__(self, exit_codes: dict[str, int] | None = None, password: str = "p@ss:/?#%& wörd+=!$*"):
         self.exit_codes = exit_codes or {}
         self.password = password
-        self.previous_outputs = previous_outputs or {}
 
     def new_resource(self, args: pulumi.runtime.MockResourceArgs):
         state = dict(args.inputs)
@@ -126,9 +124,6 @@ class StackMocks(pulumi.runtime.Mocks):
             # here a function of the keepers, so equal inputs give equal names across runs
             state["hex"] = hashlib.sha256(json.dumps(_unwrap(dict(args.inputs)), sort_keys=True).encode()).hexdigest()[
                 : 2 * int(args.inputs.get("byteLength", 4))]
-        if args.typ == STACK_REFERENCE:
-            # the stack's own last deployment: its outputs, or none before the first
-            state = {"name": args.inputs["name"], "outputs": dict(self.previous_outputs), "secretOutputNames": []}
         if args.typ == CONTAINER and not pulumi.runtime.is_dry_run():
             # keyed by the name without its rolling digest (prefect-ha-dev-migrate)
             state["exitCode"] = self.exit_codes.get(without_digest(args.inputs.get("name", "")), 0)

@@ -120,7 +120,7 @@ def test_rate_limit_answers_429_above_the_burst_and_passes_within_it(secure):
 
 def test_no_secret_in_any_containers_command_entrypoint_or_labels(secure):
     secrets = secure.passwords()
-    assert len(secrets) == 3  # Postgres, Redis, API credentials
+    assert len(secrets) == 4  # Postgres and its init password, Redis, API credentials
     containers = secure.containers()
     assert len(containers) >= 6
     for container in containers:

@@ -149,8 +149,7 @@ class Deployment:
 
 
 def changes(summary: dict[str, int] | None) -> dict[str, int]:
-    """What an up or preview did to resources: neither the unchanged ones nor the read
-    of the stack's own last outputs that every run makes (components/downtime.py)."""
+    """What an up or preview did to resources, without the unchanged ones (and reads)."""
     return {op: n for op, n in (summary or {}).items() if op not in ("same", "read")}
 
 
