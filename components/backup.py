@@ -90,12 +90,7 @@ class Backups(StackComponent):
         else:
             # Kept on `pulumi destroy`, like the Postgres volume: backups are for
             # when the stack is gone.
-            self.volume = docker.Volume(
-                f"{name}-volume",
-                name=place.name(VOLUME_ROLE),
-                labels=[docker.VolumeLabelArgs(label=dc.STACK_LABEL, value=place.stack)],
-                opts=pulumi.ResourceOptions(parent=self, retain_on_delete=True, depends_on=list(depends_on)),
-            )
+            self.volume = place.volume(f"{name}-volume", VOLUME_ROLE, self, retain=True, depends_on=depends_on)
             mount = docker.ContainerVolumeArgs(volume_name=self.volume.name, container_path=BACKUP_DIR)
             self.location = self.volume.name
             location_label = f"volume:{place.name(VOLUME_ROLE)}"

@@ -40,6 +40,17 @@ class Placement:
         """Physical Docker name, unique per stack on a shared host."""
         return f"{self.prefix}-{role}"
 
+    def volume(self, resource_name: str, role: str, parent: pulumi.Resource, *,
+               retain: bool = False, depends_on: Sequence[pulumi.Input[pulumi.Resource]] = ()) -> docker.Volume:
+        """A named volume of this stack (``<prefix>-<role>``), labelled with the stack;
+        ``retain`` keeps it (and its data) when the stack is destroyed."""
+        return docker.Volume(
+            resource_name,
+            name=self.name(role),
+            labels=[docker.VolumeLabelArgs(label=STACK_LABEL, value=self.stack)],
+            opts=pulumi.ResourceOptions(parent=parent, retain_on_delete=retain, depends_on=list(depends_on)),
+        )
+
     def log_args(self) -> dict:
         return {
             "log_driver": "json-file",

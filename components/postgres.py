@@ -99,18 +99,8 @@ class Postgres(StackComponent):
         super().__init__(name, opts)
         # Postgres reads POSTGRES_PASSWORD only on an empty data directory, so the
         # volume outlives `pulumi destroy` unless the stack opts out.
-        self.volume = docker.Volume(
-            f"{name}-data",
-            name=place.name("postgres-data"),
-            labels=[docker.VolumeLabelArgs(label=dc.STACK_LABEL, value=place.stack)],
-            opts=pulumi.ResourceOptions(parent=self, retain_on_delete=pg.retain_volume),
-        )
-        self.socket = docker.Volume(
-            f"{name}-socket",
-            name=place.name("postgres-socket"),
-            labels=[docker.VolumeLabelArgs(label=dc.STACK_LABEL, value=place.stack)],
-            opts=pulumi.ResourceOptions(parent=self),
-        )
+        self.volume = place.volume(f"{name}-data", "postgres-data", self, retain=pg.retain_volume)
+        self.socket = place.volume(f"{name}-socket", "postgres-socket", self)
         self.container, self.fingerprint = dc.fixed_container(
             f"{name}-container",
             parent=self,

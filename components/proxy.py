@@ -328,12 +328,7 @@ class Proxy(StackComponent):
         if tls is not None:
             ports += dc.published(HTTP_PORT, http_redirect_port)
 
-        self.config_volume = docker.Volume(
-            f"{name}-config",
-            name=place.name(CONFIG_COMPONENT),
-            labels=[docker.VolumeLabelArgs(label=dc.STACK_LABEL, value=place.stack)],
-            opts=pulumi.ResourceOptions(parent=self),
-        )
+        self.config_volume = place.volume(f"{name}-config", CONFIG_COMPONENT, self)
         # Rolled like the migration: a new config is a new job, nginx stays.
         self.config_job = dc.rolling_container(
             f"{name}-config-job",

@@ -49,12 +49,7 @@ class Redis(StackComponent):
     ):
         super().__init__(name, opts)
         self.password = password
-        self.volume = docker.Volume(
-            f"{name}-data",
-            name=place.name("redis-data"),
-            labels=[docker.VolumeLabelArgs(label=dc.STACK_LABEL, value=place.stack)],
-            opts=pulumi.ResourceOptions(parent=self),
-        )
+        self.volume = place.volume(f"{name}-data", "redis-data", self)
         self.container, self.fingerprint = dc.fixed_container(
             f"{name}-container",
             parent=self,
