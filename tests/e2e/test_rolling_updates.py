@@ -11,7 +11,6 @@ request, and nginx must be the same container afterwards.
 from __future__ import annotations
 
 import json
-import shlex
 import socket
 import ssl
 import time
@@ -25,9 +24,9 @@ from pulumi import automation as auto
 from components.proxy import CONFIG_COMPONENT
 from engine import _text
 from nginx_support import two_certificates
-from images import (FLOWS_IMAGE, FLOW_ENTRYPOINT, NEXT_PREFECT_IMAGE, NEXT_PREFECT_VERSION, PREFECT_DOCKER_REQUIREMENT,
+from images import (FLOWS_IMAGE, NEXT_PREFECT_IMAGE, NEXT_PREFECT_VERSION, PREFECT_DOCKER_REQUIREMENT,
                     PREFECT_VERSION)
-from testbed import IMAGES, PREFECT_IMAGE, Deployment, RequestLoop, changes, deploy_or_fail, tear_down, wait_for
+from testbed import deploy_flow, IMAGES, PREFECT_IMAGE, Deployment, RequestLoop, changes, deploy_or_fail, tear_down, wait_for
 
 pytestmark = pytest.mark.timeout(1200)
 
@@ -109,17 +108,7 @@ def stack(docker_client):
 
 @pytest.fixture(scope="module")
 def flow_deployment(stack):
-    """`prefect deploy` as the stack output says, run where the flow code is."""
-    path, flow = FLOW_ENTRYPOINT.rsplit(":", 1)
-    workdir, filename = path.rsplit("/", 1)
-    command = (
-        stack.outputs["deploy_command"]
-        .replace("<path/to/flows.py>:<flow>", f"{filename}:{flow}")
-        .replace("<deployment>", "rolling")
-        .replace("<image holding your flow code>", FLOWS_IMAGE)
-    )
-    stack.prefect("", image=FLOWS_IMAGE, command=shlex.split(command), workdir=workdir)
-    return f"{flow}/rolling"
+    return deploy_flow(stack, "rolling")
 
 
 def last_json(output: str):

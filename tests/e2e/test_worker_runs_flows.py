@@ -10,13 +10,12 @@ from __future__ import annotations
 
 import json
 import re
-import shlex
 import time
 
 import pytest
 
-from images import FLOWS_IMAGE, FLOW_ENTRYPOINT, WORKER_IMAGE
-from testbed import crash_process, deploy_or_fail, tear_down, wait_for
+from images import FLOWS_IMAGE, WORKER_IMAGE
+from testbed import deploy_flow, crash_process, deploy_or_fail, tear_down, wait_for
 
 pytestmark = pytest.mark.timeout(900)
 
@@ -47,18 +46,7 @@ def stack(docker_client):
 
 @pytest.fixture(scope="module")
 def flow_deployment(stack):
-    """`prefect deploy` as the stack output says, run where the flow code is."""
-    path, flow = FLOW_ENTRYPOINT.rsplit(":", 1)
-    workdir, filename = path.rsplit("/", 1)  # /opt/prefect: where `prefect deploy` says runs start
-    command = (
-        stack.outputs["deploy_command"]
-        .replace("<path/to/flows.py>:<flow>", f"{filename}:{flow}")
-        .replace("<deployment>", "containers")
-        .replace("<image holding your flow code>", FLOWS_IMAGE)
-    )
-    assert "<" not in command, command
-    stack.prefect("", image=FLOWS_IMAGE, command=shlex.split(command), workdir=workdir)
-    return f"{flow}/containers"
+    return deploy_flow(stack, "containers")
 
 
 def test_worker_container_runs_as_configured(stack):

@@ -14,6 +14,7 @@ import os
 import signal
 import socket
 import subprocess
+import shlex
 import sys
 import tempfile
 import threading
@@ -146,6 +147,24 @@ class Deployment:
             return container.logs(stderr=False).decode(errors="replace")
         finally:
             container.remove(force=True)
+
+
+def deploy_flow(deployment: "Deployment", name: str) -> str:
+    """`prefect deploy` of the test flow as the stack output ``deploy_command`` says, run where
+    the flow code is (the flows image); returns ``<flow>/<name>`` for run_deployment."""
+    from images import FLOW_ENTRYPOINT, FLOWS_IMAGE
+
+    path, flow = FLOW_ENTRYPOINT.rsplit(":", 1)
+    workdir, filename = path.rsplit("/", 1)  # /opt/prefect: where `prefect deploy` says runs start
+    command = (
+        deployment.outputs["deploy_command"]
+        .replace("<path/to/flows.py>:<flow>", f"{filename}:{flow}")
+        .replace("<deployment>", name)
+        .replace("<image holding your flow code>", FLOWS_IMAGE)
+    )
+    assert "<" not in command, command
+    deployment.prefect("", image=FLOWS_IMAGE, command=shlex.split(command), workdir=workdir)
+    return f"{flow}/{name}"
 
 
 def changes(summary: dict[str, int] | None) -> dict[str, int]:
