@@ -7,7 +7,7 @@ from typing import Sequence
 import pulumi
 import pulumi_docker as docker
 
-from . import docker_common as dc
+from . import docker_common as dc, swarm
 from .component import StackComponent
 from .config import API_HEALTH_PATH, API_PATH, ApiConfig, PrefectConfig
 from .prefect_settings import SCRATCH_DIR, Endpoints, api_env
@@ -36,8 +36,15 @@ def replica_alias(index: int) -> str:
     return f"{SERVICE_ALIAS}-{index}"
 
 
+def tasks_dns_name(place: dc.Placement) -> str:
+    """The DNS name that answers with every replica's address: the shared alias on
+    one host, Swarm's ``tasks.<service>`` on a swarm (the alias would give the VIP)."""
+    return f"{swarm.TASKS_PREFIX}{place.name(COMPONENT)}" if place.swarm else SERVICE_ALIAS
+
+
 class ApiServer(StackComponent):
-    replicas: list[docker.Container]
+    replicas: list[docker.Container | docker.Service]
+    """The replica containers, or on Swarm the one service: what later steps wait on."""
     aliases: list[str]
 
     def __init__(
@@ -56,8 +63,23 @@ class ApiServer(StackComponent):
         super().__init__(name, opts)
         env = api_env(endpoints, timezone=place.timezone, log_level=prefect.log_level, api=api, ui_api_url=ui_api_url,
                       events_retention_days=events_retention_days)
+        command = ["prefect", "server", "start", "--host", "0.0.0.0", "--port", str(API_PORT), "--no-services"]
+        health = dc.healthcheck(HEALTH_TEST, interval=5, timeout=5, retries=5, start_period=20)
         self.replicas = []
         self.aliases = []
+        if place.swarm:
+            self.replicas.append(swarm.service(
+                f"{name}-service", place=place, role=COMPONENT, parent=self, depends_on=depends_on,
+                labels=swarm.labels(place.stack, COMPONENT),
+                spec=swarm.ServiceSpec(
+                    image=prefect.image, command=command, env=env, replicas=api.replicas, healthcheck=health,
+                    networks=[(place.backend, []), (place.edge, [SERVICE_ALIAS])],
+                    tmpfs=[SCRATCH_DIR], grace_seconds=GRACE_SECONDS,
+                    memory_mb=dc.limits(api)["memory"], cpus=api.cpu_limit,
+                ),
+            ))
+            self.register_outputs({"service_name": self.replicas[0].name})
+            return
         for index in range(1, api.replicas + 1):
             alias = replica_alias(index)
             self.aliases.append(alias)
@@ -70,13 +92,10 @@ class ApiServer(StackComponent):
                     parent=self,
                     depends_on=depends_on,
                     image=prefect.image,
-                    command=[
-                        "prefect", "server", "start",
-                        "--host", "0.0.0.0", "--port", str(API_PORT), "--no-services",
-                    ],
+                    command=command,
                     envs=env,
                     networks_advanced=[*dc.network_attachment(place.backend), *dc.network_attachment(place.edge, alias, SERVICE_ALIAS)],
-                    healthcheck=dc.healthcheck(HEALTH_TEST, interval=5, timeout=5, retries=5, start_period=20),
+                    healthcheck=health,
                     restart="unless-stopped",
                     **dc.hardening(read_only=True, tmpfs=[SCRATCH_DIR]),
                     **dc.limits(api),

@@ -35,6 +35,9 @@ class Placement:
     timezone: str
     wait_timeout: int
     logging: LoggingConfig
+    swarm: bool = False
+    """The stateless tier runs as Swarm services (components/swarm.py); the data
+    stores and one-shot jobs stay containers on the engine the provider talks to."""
 
     def name(self, role: str) -> str:
         """Physical Docker name, unique per stack on a shared host."""

@@ -10,16 +10,19 @@ import pulumi_docker as docker
 
 from . import docker_common as dc
 from .config import MigrationConfig, PrefectConfig
-from .prefect_settings import Endpoints, migration_env
+from .prefect_settings import DATABASE_URL, Endpoints, migration_env
 from .component import StackComponent
 
 COMPONENT = "migration"
 REGISTER_BLOCKS_SOURCE = Path(__file__).parent / "scripts" / "register_blocks.py"
 REGISTER_BLOCKS_PATH = "/opt/prefect-ha/register_blocks.py"
+CHECK_VERSION_SOURCE = Path(__file__).parent / "scripts" / "check_postgres_version.py"
+CHECK_VERSION_PATH = "/opt/prefect-ha/check_postgres_version.py"
+# The server's version first (an external Postgres may be older than Prefect allows).
 COMMAND = [
     "sh",
     "-c",
-    f"prefect server database upgrade -y && python {REGISTER_BLOCKS_PATH}",
+    f"python {CHECK_VERSION_PATH} {DATABASE_URL} && prefect server database upgrade -y && python {REGISTER_BLOCKS_PATH}",
 ]
 
 
@@ -74,9 +77,8 @@ class Migration(StackComponent):
             command=COMMAND,
             envs=migration_env(endpoints, timezone=place.timezone, log_level=prefect.log_level, migration=migration),
             uploads=[
-                docker.ContainerUploadArgs(
-                    file=REGISTER_BLOCKS_PATH, content=REGISTER_BLOCKS_SOURCE.read_text()
-                )
+                docker.ContainerUploadArgs(file=path, content=source.read_text())
+                for path, source in ((REGISTER_BLOCKS_PATH, REGISTER_BLOCKS_SOURCE), (CHECK_VERSION_PATH, CHECK_VERSION_SOURCE))
             ],
             networks_advanced=dc.network_attachment(place.backend),
             **dc.one_shot(),

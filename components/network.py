@@ -4,6 +4,10 @@ backend: Postgres, Redis and the Prefect server processes. It is internal (no
 route in or out) unless a Postgres or Redis host port is published, which
 needs the route Docker's port mapping uses.
 edge: nginx, the API replicas, workers and the flow-run containers they start.
+
+On a swarm both are overlay networks spanning the nodes, attachable so that
+the data stores, the one-shot jobs and flow-run containers (plain containers)
+join the services on them.
 """
 
 from __future__ import annotations
@@ -20,15 +24,16 @@ class StackNetwork(StackComponent):
     edge: docker.Network
 
     def __init__(
-        self, name: str, *, prefix: str, stack: str, backend_internal: bool,
+        self, name: str, *, prefix: str, stack: str, backend_internal: bool, swarm: bool = False,
         opts: pulumi.ResourceOptions | None = None,
     ):
         super().__init__(name, opts)
         labels = [docker.NetworkLabelArgs(label=STACK_LABEL, value=stack)]
+        kind = {"driver": "overlay", "attachable": True} if swarm else {"driver": "bridge"}
         self.backend = docker.Network(
             f"{name}-backend",
             name=f"{prefix}-backend",
-            driver="bridge",
+            **kind,
             internal=backend_internal,
             labels=labels,
             opts=pulumi.ResourceOptions(parent=self),
@@ -36,7 +41,7 @@ class StackNetwork(StackComponent):
         self.edge = docker.Network(
             f"{name}-edge",
             name=f"{prefix}-edge",
-            driver="bridge",
+            **kind,
             labels=labels,
             opts=pulumi.ResourceOptions(parent=self),
         )

@@ -19,6 +19,7 @@ from .config import ApiConfig, MigrationConfig, ServicesConfig, WorkerConfig
 SERVER_AUTH_STRING = "PREFECT_SERVER_API_AUTH_STRING"
 CLIENT_AUTH_STRING = "PREFECT_API_AUTH_STRING"
 CLIENT_API_URL = "PREFECT_API_URL"
+DATABASE_URL = "PREFECT_SERVER_DATABASE_CONNECTION_URL"
 # Not Prefect settings, but the image's and prefect-docker's contracts.
 DOCKER_CLIENT_TIMEOUT = "DOCKER_CLIENT_TIMEOUT"
 EXTRA_PIP_PACKAGES = "EXTRA_PIP_PACKAGES"
@@ -85,7 +86,7 @@ def _common(timezone: str) -> list[pulumi.Input[str]]:
 def _server(ep: Endpoints, timezone: str, log_level: str) -> list[pulumi.Input[str]]:
     return [
         *_common(timezone),
-        _env("PREFECT_SERVER_DATABASE_CONNECTION_URL", ep.database_url),
+        _env(DATABASE_URL, ep.database_url),
         _env("PREFECT_SERVER_ANALYTICS_ENABLED", False),
         _env("PREFECT_LOGGING_SERVER_LEVEL", log_level),
     ]

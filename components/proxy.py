@@ -19,8 +19,8 @@ import jinja2
 import pulumi
 import pulumi_docker as docker
 
-from . import docker_common as dc
-from .api import API_PORT, HEALTH_PATH as API_HEALTH_PATH, SERVICE_ALIAS
+from . import docker_common as dc, swarm
+from .api import API_PORT, HEALTH_PATH as API_HEALTH_PATH, SERVICE_ALIAS, tasks_dns_name
 from .config import API_PATH, AUTH_NGINX, TLS_OFF, ProxyConfig
 from .tls import EdgeTls
 from .component import StackComponent
@@ -125,17 +125,19 @@ echo "prefect-ha: edge config $gen is current (previous: ${{previous:-none}})"
 # never replaces nginx. An empty answer keeps the last set (nginx's passive
 # health and retries cover a replica that is going away). The watcher ends
 # with nginx.
-START_SCRIPT = f"""set -eu
+def start_script(replicas_name: str = SERVICE_ALIAS, edge_dir: str = EDGE_DIR) -> str:
+    """nginx's command, finding the replicas under ``replicas_name``."""
+    return f"""set -eu
 umask 077
 dir={RUNTIME_DIR}
-edge={EDGE_DIR}
+edge={edge_dir}
 mkdir -p "$dir"
 chmod 711 "$dir"
 members=""
 healthy() {{ curl -fsS -o /dev/null -m 2 "http://$1:{API_PORT}{API_HEALTH_PATH}" 2>/dev/null; }}
 refresh() {{
   found=""
-  for addr in $(getent hosts {SERVICE_ALIAS} | awk '$1 ~ /^[0-9.]+$/ {{print $1}}' | sort -u); do
+  for addr in $(getent hosts {replicas_name} | awk '$1 ~ /^[0-9.]+$/ {{print $1}}' | sort -u); do
     if printf '%s\\n' "$members" | grep -qx "$addr" || healthy "$addr"; then
       found="$found $addr"
     fi
@@ -178,6 +180,15 @@ date +%s > "$dir/{WATCH_FILE}"
 ) &
 exec nginx -e stderr -c "$edge/{CURRENT_LINK}/{CONF_FILE}" -g 'daemon off;'
 """
+
+
+START_SCRIPT = start_script()
+# On Swarm the edge config arrives as Swarm configs and secrets in one directory
+# (a new config is a new service spec, which rolls nginx start-first); `current`
+# is a link to it in tmpfs, so the same START_SCRIPT serves both platforms.
+SWARM_FILES_DIR = "/etc/prefect-ha/edge"
+SWARM_EDGE_DIR = f"{RUNTIME_DIR}-edge"
+SWARM_PRELUDE = f"mkdir -p {SWARM_EDGE_DIR} && ln -sfn {SWARM_FILES_DIR} {SWARM_EDGE_DIR}/{CURRENT_LINK}\n"
 # Healthy: nginx answers its own health location and the watcher is alive.
 HEALTH_TEST = [
     "CMD-SHELL",
@@ -284,8 +295,9 @@ def check_config_job(container_name: str, exit_code: int | None) -> int:
 
 
 class Proxy(StackComponent):
-    container: docker.Container
-    config_job: docker.Container
+    container: docker.Container | docker.Service
+    """The nginx container, or on Swarm the nginx service."""
+    config_job: docker.Container | None
     nginx_conf: str
     """The rendered nginx.conf; no secret in it, so the stack exports it for review."""
 
@@ -327,6 +339,10 @@ class Proxy(StackComponent):
         ports = dc.published(public_listen_port(tls is not None), proxy.port)
         if tls is not None:
             ports += dc.published(HTTP_PORT, http_redirect_port)
+        labels = {TLS_LABEL: tls.mode if tls else TLS_OFF, AUTH_LABEL: auth_mode}
+        if place.swarm:
+            self._swarm_service(name, place, proxy, upstreams, tls, htpasswd, ports, labels)
+            return
 
         self.config_volume = place.volume(f"{name}-config", CONFIG_COMPONENT, self)
         # Rolled like the migration: a new config is a new job, nginx stays.
@@ -378,3 +394,41 @@ class Proxy(StackComponent):
             depends_on=[*upstreams, dc.passed(self.config_job, self.config_written)],
         )
         self.register_outputs({"container_name": self.container.name, "config_job": self.config_job.name})
+
+    def _swarm_service(self, name, place, proxy, upstreams, tls, htpasswd, ports, labels) -> None:
+        """nginx as a Swarm service published on every node (the routing mesh): its
+        config files are Swarm configs and secrets named by their content, so a new
+        config rolls the tasks start-first, and `nginx -t` is the new task's start."""
+        files = [swarm.Mounted(swarm.content_config(f"{name}-conf", place=place, role="nginx-conf",
+                                                    content=self.nginx_conf, parent=self),
+                               f"{SWARM_FILES_DIR}/{CONF_FILE}", 0o444)]
+        if tls is not None:
+            files.append(swarm.Mounted(swarm.content_secret(f"{name}-certificate", place=place, role="nginx-cert",
+                                                            content=tls.certificate, parent=self),
+                                       f"{SWARM_FILES_DIR}/{CERTIFICATE_FILE}", 0o444))
+            # Read by the master (root) only.
+            files.append(swarm.Mounted(swarm.content_secret(f"{name}-key", place=place, role="nginx-key",
+                                                            content=tls.private_key, parent=self),
+                                       f"{SWARM_FILES_DIR}/{KEY_FILE}", 0o400))
+        if htpasswd is not None:
+            # The workers read it on every request.
+            files.append(swarm.Mounted(swarm.content_secret(f"{name}-htpasswd", place=place, role="nginx-htpasswd",
+                                                            content=htpasswd, parent=self),
+                                       f"{SWARM_FILES_DIR}/{HTPASSWD_FILE}", 0o444))
+        self.config_job = None
+        self.container = swarm.service(
+            f"{name}-service", place=place, role="nginx", parent=self, depends_on=list(upstreams),
+            labels=swarm.labels(place.stack, COMPONENT, **labels),
+            spec=swarm.ServiceSpec(
+                image=proxy.image,
+                command=["sh", "-c", SWARM_PRELUDE + start_script(tasks_dns_name(place), SWARM_EDGE_DIR)],
+                env=[f"TZ={place.timezone}"], replicas=proxy.replicas,
+                healthcheck=dc.healthcheck(HEALTH_TEST, interval=5, timeout=3, retries=3, start_period=5),
+                networks=[(place.edge, ["nginx"])], files=files, tmpfs=TMPFS, cap_add=CAPABILITIES,
+                ports=[(p.internal, p.external) for p in ports], grace_seconds=10,
+                memory_mb=dc.limits(proxy)["memory"], cpus=proxy.cpu_limit,
+            ),
+        )
+        # Rolled by Swarm, never replaced: no downtime to announce.
+        self.fingerprint = pulumi.Output.from_input({})
+        self.register_outputs({"service_name": self.container.name})

@@ -26,7 +26,28 @@ from .redis import Redis
 from .secrets import StackSecrets
 from .services import BackgroundServices
 from .tls import EdgeTls
+from .urls import postgres_url, redis_url
 from .worker import DockerWorkers
+
+
+# What the outputs say of a data store given by URL (the URL holds its password).
+EXTERNAL = "external"
+
+
+def redis_endpoint(config: StackConfig, redis: Redis | None) -> dict[str, Any]:
+    """Endpoints' Redis fields: the stack's own Redis, or the one config.redis.externalUrl names."""
+    if redis is not None:
+        return {"redis_host": rd.HOST_ALIAS, "redis_port": rd.PORT, "redis_password": redis.password,
+                "docket_url": redis.url(REDIS_DOCKET_DB)}
+    host, port, password = config.redis.external_endpoint()
+    return {"redis_host": host, "redis_port": port, "redis_password": pulumi.Output.secret(password),
+            "docket_url": pulumi.Output.secret(redis_url(password, host, port, REDIS_DOCKET_DB))}
+
+
+def external_database_url(config: StackConfig) -> pulumi.Output[str]:
+    """config.postgres.externalUrl as Prefect's asyncpg URL, re-encoded; a secret."""
+    user, password, host, port, database = config.postgres.external_endpoint()
+    return pulumi.Output.secret(postgres_url(user, password, host, port, database))
 
 
 class InvalidConfig(pulumi.RunError):
@@ -65,30 +86,30 @@ class PrefectHa(StackComponent):
         )
         self.network = StackNetwork(
             f"{name}-network", prefix=config.prefix(stack), stack=stack,
-            backend_internal=not config.data_ports_published, opts=child,
+            backend_internal=not config.data_ports_published, swarm=config.swarm, opts=child,
         )
         place = Placement(
             stack=stack, prefix=config.prefix(stack), backend=self.network.backend, edge=self.network.edge,
-            timezone=config.timezone, wait_timeout=config.wait_timeout, logging=config.logging,
+            timezone=config.timezone, wait_timeout=config.wait_timeout, logging=config.logging, swarm=config.swarm,
         )
-        self.postgres = Postgres(
+        # The stack's own Postgres and Redis, unless external ones are given by URL.
+        self.postgres = None if config.postgres.external else Postgres(
             f"{name}-postgres", place=place, pg=config.postgres, max_connections=config.postgres_max_connections,
             password=self.secrets.postgres_password, init_password=self.secrets.postgres_init_password,
             owner=f"{PROJECT}/{stack}/{config.prefix(stack)}", opts=child,
         )
-        self.redis = Redis(f"{name}-redis", place=place, redis=config.redis, password=self.secrets.redis_password, opts=child)
+        self.redis = None if config.redis.external else Redis(
+            f"{name}-redis", place=place, redis=config.redis, password=self.secrets.redis_password, opts=child)
         self.endpoints = Endpoints(
-            redis_host=rd.HOST_ALIAS,
-            redis_port=rd.PORT,
-            database_url=self.postgres.url,
-            docket_url=self.redis.url(REDIS_DOCKET_DB),
-            redis_password=self.redis.password,
+            **redis_endpoint(config, self.redis),
+            database_url=self.postgres.url if self.postgres else external_database_url(config),
             auth_string=self.secrets.auth_string if auth.checked_by_prefect else None,
         )
-        data_stores = [self.postgres.container, self.redis.container]
+        data_stores = [store.container for store in (self.postgres, self.redis) if store is not None]
         self.migration = Migration(
             f"{name}-migration", place=place, prefect=config.prefect, migration=config.migration,
-            endpoints=self.endpoints, depends_on=[*data_stores, self.postgres.ready], opts=child,
+            endpoints=self.endpoints,
+            depends_on=[*data_stores, *([self.postgres.ready] if self.postgres else [])], opts=child,
         )
         # depends_on on a component does not reach its children, so the
         # containers are handed over explicitly; the exit-code gate is an Output
@@ -129,37 +150,48 @@ class PrefectHa(StackComponent):
                 password=self.secrets.postgres_password, depends_on=[self.postgres.container, self.migration.gate],
                 opts=child,
             )
-            if config.backup.enabled else None
+            if config.backup.enabled and self.postgres else None
         )
 
         # Postgres, Redis and nginx cannot roll: the preview's diff of this output
         # says when a deployment replaces one of them, and which inputs do.
-        fingerprints = downtime.exported(
-            {"postgres": self.postgres.fingerprint, "redis": self.redis.fingerprint, "nginx": self.proxy.fingerprint}
-        )
+        fingerprints = downtime.exported({
+            **({"postgres": self.postgres.fingerprint} if self.postgres else {}),
+            **({"redis": self.redis.fingerprint} if self.redis else {}),
+            "nginx": self.proxy.fingerprint,
+        })
 
         self.api_url = config.proxy.api_url
         self.outputs: dict[str, Any] = {
             "api_url": self.api_url,
             "ui_url": config.proxy.ui_url,
             "health_url": config.proxy.health_url,
+            "platform": config.platform,
             "services": {
                 "networks": {"backend": self.network.backend.name, "edge": self.network.edge.name},
-                "postgres": pg.ADDRESS,
-                "redis": rd.ADDRESS,
+                "postgres": pg.ADDRESS if self.postgres else EXTERNAL,
+                "redis": rd.ADDRESS if self.redis else EXTERNAL,
                 "api": api_server.ADDRESS,
                 "api_replicas": [f"{alias}:{api_server.API_PORT}" for alias in self.api.aliases],
             },
             "containers": {
-                "postgres": self.postgres.container.name,
-                "redis": self.redis.container.name,
+                **({"postgres": self.postgres.container.name} if self.postgres else {}),
+                **({"redis": self.redis.container.name} if self.redis else {}),
                 "migration": self.migration.container.name,
-                "api": [c.name for c in self.api.replicas],
-                "services": [c.name for c in self.services.containers],
-                "proxy": self.proxy.container.name,
-                **({"workers": [c.name for c in self.workers.containers]} if self.workers else {}),
+                **({} if config.swarm else {
+                    "api": [c.name for c in self.api.replicas],
+                    "services": [c.name for c in self.services.containers],
+                    "proxy": self.proxy.container.name,
+                    **({"workers": [c.name for c in self.workers.containers]} if self.workers else {}),
+                }),
             },
-            "postgres_volume": self.postgres.volume.name,
+            **({"swarm_services": {
+                "api": self.api.replicas[0].name,
+                "services": self.services.containers[0].name,
+                "proxy": self.proxy.container.name,
+                **({"workers": self.workers.containers[0].name} if self.workers else {}),
+            }} if config.swarm else {}),
+            **({"postgres_volume": self.postgres.volume.name} if self.postgres else {}),
             "client_env": pulumi.Output.secret(
                 client_env(self.api_url, self.secrets.auth_string, proxy_auth=auth.checked_by_nginx)
             ),

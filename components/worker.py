@@ -8,13 +8,14 @@ exited 0, so several replicas never race to create the pool.
 from __future__ import annotations
 
 import json
+import shlex
 from pathlib import Path
 from typing import Sequence
 
 import pulumi
 import pulumi_docker as docker
 
-from . import docker_common as dc
+from . import docker_common as dc, swarm
 from .config import WorkerConfig
 from .prefect_settings import SCRATCH_DIR, WORKER_HEALTH_PORT, with_client_auth, worker_env
 from .component import StackComponent
@@ -66,9 +67,13 @@ def worker_command(pool: str, name: str, limit: int) -> list[str]:
     return command
 
 
+# On Swarm each task names itself by its slot (Swarm expands templates in env).
+WORKER_NAME_ENV = "STACK_WORKER_NAME"
+
+
 class DockerWorkers(StackComponent):
     pool_setup: docker.Container
-    containers: list[docker.Container]
+    containers: list[docker.Container | docker.Service]
     api_url: str
 
     def __init__(
@@ -123,6 +128,32 @@ class DockerWorkers(StackComponent):
         ))
 
         self.containers = []
+        if place.swarm:
+            # Each task runs flow runs on its own node's engine (the socket bound
+            # from the node); they join the attachable edge overlay to reach the API.
+            name_slot = "__WORKER_NAME__"
+            command = shlex.join(worker_command(worker.pool, name_slot, worker.limit)).replace(
+                name_slot, f'"${WORKER_NAME_ENV}"')
+            plain = worker_env(worker, timezone=place.timezone, log_level=log_level, api_url=api_url)
+            auth = with_client_auth([], auth_string, proxy_auth=proxy_auth)
+            self.containers.append(swarm.service(
+                f"{name}-service", place=place, role=COMPONENT, parent=self, depends_on=[*depends_on, pool_ready],
+                labels=swarm.labels(place.stack, COMPONENT, pool=worker.pool),
+                spec=swarm.ServiceSpec(
+                    image=image,
+                    command=["sh", "-c", f"exec {command}"],
+                    env=[*plain, f"{WORKER_NAME_ENV}={place.name('worker')}-{{{{.Task.Slot}}}}",
+                         *([auth] if auth_string is not None else [])],
+                    replicas=worker.replicas,
+                    healthcheck=dc.healthcheck(HEALTH_TEST, interval=10, timeout=5, retries=6,
+                                               start_period=180 if worker.extra_pip_packages else 30),
+                    networks=[(place.edge, [])], tmpfs=[SCRATCH_DIR], read_only=not worker.extra_pip_packages,
+                    binds=[(socket, socket)] if socket else [], grace_seconds=GRACE_SECONDS,
+                    memory_mb=dc.limits(worker)["memory"], cpus=worker.cpu_limit,
+                ),
+            ))
+            self.register_outputs({"pool": worker.pool, "service_name": self.containers[0].name})
+            return
         for index in range(1, worker.replicas + 1):
             # The worker's name in Prefect stays when its container is rolled.
             worker_name = place.name(f"worker-{index}")

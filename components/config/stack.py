@@ -12,7 +12,7 @@ from .base import PROJECT, Group
 from .data_stores import PostgresConfig, RedisConfig, SecretsConfig
 from .edge import AuthConfig, ProxyConfig, TlsConfig
 from .server import ApiConfig, MigrationConfig, PrefectConfig, ServicesConfig, WorkerConfig
-from .types import DockerName, Size, checked, matching
+from .types import DockerName, Size, checked, matching, one_of
 
 # Each Prefect process may hold a pool of 5 plus an overflow of 10 connections.
 CONNECTIONS_PER_PREFECT_PROCESS = 15
@@ -27,9 +27,17 @@ class LoggingConfig(Group):
     max_file: int = Field(3, ge=1, description="json-file log files kept per container.")
 
 
+PLATFORMS = (PLATFORM_DOCKER, PLATFORM_SWARM) = ("docker", "swarm")
+
+
 class StackConfig(Group):
     """Everything a stack can set; see Pulumi.yaml for the declared keys."""
 
+    platform: Annotated[str, one_of(PLATFORMS)] = Field(
+        PLATFORM_DOCKER,
+        description="docker: containers on the one engine DOCKER_HOST names; swarm: API, services, workers and nginx "
+                    "as Swarm services on that engine's swarm (DOCKER_HOST a manager), see README: Docker Swarm.",
+    )
     name_prefix: DockerName = Field(
         "", description="Prefix of container, network and volume names; empty means prefect-ha-<stack>."
     )
@@ -79,6 +87,14 @@ class StackConfig(Group):
             )
         if self.tls.http_port and not self.tls.enabled:
             problems.append("tls.httpPort only applies with tls.enabled (it redirects to HTTPS); set it to 0")
+        if self.postgres.external:
+            if self.backup.enabled:
+                problems.append("backup.enabled backs up the stack's own Postgres; with postgres.externalUrl "
+                                "set it to false and back up where that database runs")
+            if self.postgres.host_port:
+                problems.append("postgres.hostPort publishes the stack's own Postgres; with postgres.externalUrl set it to 0")
+        if self.redis.external and self.redis.host_port:
+            problems.append("redis.hostPort publishes the stack's own Redis; with redis.externalUrl set it to 0")
         if problems:
             raise ValueError("; ".join(problems))
         return self
@@ -93,8 +109,15 @@ class StackConfig(Group):
         return bool(self.postgres.host_port or self.redis.host_port)
 
     @property
+    def swarm(self) -> bool:
+        return self.platform == PLATFORM_SWARM
+
+    @property
     def prefect_processes(self) -> int:
-        return self.api.replicas + self.services.replicas
+        # On Swarm a start-first update runs one new task of each service beside
+        # the old ones (parallelism 1), on whichever nodes they land.
+        surge = 2 if self.swarm else 0
+        return self.api.replicas + self.services.replicas + surge
 
     @property
     def required_connections(self) -> int:

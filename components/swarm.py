@@ -1,0 +1,240 @@
+"""Swarm services: how the stateless tier runs when ``platform`` is ``swarm``.
+
+The API replicas, background services, workers and nginx become Swarm services
+on the stack's attachable overlay networks; Swarm spreads their tasks over the
+nodes and replaces the tasks of a lost node on the others. Every update is
+start-first, one task at a time, gated on the new task's healthcheck, and rolls
+back by itself when a new task fails (the single-host rollout's guarantee,
+given by Swarm instead of by Pulumi's create-before-delete).
+
+Secrets never travel in a service's env or labels: a workload's secret settings
+are one Swarm secret, a file of ``K=V`` lines that LOAD_ENV exports before the
+process starts. Swarm secrets cannot change, so the secret's name carries a
+digest of its content: a new password is a new secret, the service spec
+changes to name it, and Swarm rolls the tasks over (the old secret goes once
+no service names it).
+
+Postgres, Redis and the one-shot jobs stay containers on the engine the
+provider talks to (DOCKER_HOST, a manager: the data node), attached to the same
+overlay networks, because their exit codes and volumes are what the deployment
+gates on; see README "Docker Swarm".
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+from dataclasses import dataclass, field
+from typing import Sequence
+
+import pulumi
+import pulumi_docker as docker
+
+from . import docker_common as dc
+
+# Where Docker mounts a service's secrets and configs.
+SECRETS_DIR = "/run/secrets"
+ENV_SECRET_FILE = "prefect-ha-env"
+ENV_SECRET_PATH = f"{SECRETS_DIR}/{ENV_SECRET_FILE}"
+# Exports each K=V line as it is (no shell evaluation of the value), then execs
+# the command given after it: `sh -c LOAD_ENV sh <command...>`.
+LOAD_ENV = (
+    f'while IFS= read -r line || [ -n "$line" ]; do [ -n "$line" ] && export "$line"; done < {ENV_SECRET_PATH}; '
+    'exec "$@"'
+)
+DIGEST_LENGTH = 12
+# A task that is not healthy this long after it started fails the update, which rolls back.
+MONITOR_SECONDS = 20
+RESTART_DELAY_SECONDS = 2
+# Swarm's DNS name that answers with every task's address of a service.
+TASKS_PREFIX = "tasks."
+
+
+def content_digest(text: str) -> str:
+    return hashlib.sha256(text.encode()).hexdigest()[:DIGEST_LENGTH]
+
+
+def content_secret(
+    resource_name: str, *, place: dc.Placement, role: str, content: pulumi.Input[str], parent: pulumi.Resource,
+) -> docker.Secret:
+    """A Swarm secret named ``<prefix>-<role>-<digest of content>``: immutable in
+    Swarm, so new content is a new secret (created before the old one goes) and
+    every service naming it rolls. The digest is one-way; the name is not secret."""
+    content = pulumi.Output.from_input(content)
+    name = pulumi.Output.unsecret(content.apply(lambda text: place.name(f"{role}-{content_digest(text)}")))
+    return docker.Secret(
+        resource_name,
+        name=name,
+        # The provider takes the data base64-encoded.
+        data=pulumi.Output.secret(content.apply(lambda text: base64.b64encode(text.encode()).decode())),
+        labels=[docker.SecretLabelArgs(label=key, value=value) for key, value in labels(place.stack, role).items()],
+        opts=pulumi.ResourceOptions(parent=parent),
+    )
+
+
+def content_config(
+    resource_name: str, *, place: dc.Placement, role: str, content: str, parent: pulumi.Resource,
+) -> docker.ServiceConfig:
+    """A Swarm config (not secret) named by its content's digest, like content_secret."""
+    return docker.ServiceConfig(
+        resource_name,
+        name=place.name(f"{role}-{content_digest(content)}"),
+        data=base64.b64encode(content.encode()).decode(),
+        opts=pulumi.ResourceOptions(parent=parent),
+    )
+
+
+def split_env(env: Sequence[pulumi.Input[str]]) -> tuple[dict[str, str], pulumi.Output[str] | None]:
+    """(plain settings as the service's env, secret settings as one env-file text).
+
+    prefect_settings writes a setting whose value is secret as an Output and
+    every other one as plain text, so the type says which is which; an Output
+    may also hold a list of such lines."""
+    plain: dict[str, str] = {}
+    secret: list[pulumi.Input[str]] = []
+    for item in env:
+        if isinstance(item, str):
+            key, _, value = item.partition("=")
+            plain[key] = value
+        else:
+            secret.append(item)
+    if not secret:
+        return plain, None
+
+    def env_file(items: list) -> str:
+        lines = [line for item in items for line in (item if isinstance(item, list) else [item])]
+        if any("\n" in line for line in lines):
+            raise ValueError("a secret setting holds a line break, which an env file cannot carry")
+        return "".join(f"{line}\n" for line in lines)
+
+    text = pulumi.Output.secret(pulumi.Output.all(*secret).apply(env_file))
+    return plain, text
+
+
+def labels(stack: str, component: str, **extra: str) -> dict[str, str]:
+    """Stack and component labels, as components/docker_common.labels gives containers."""
+    return {dc.STACK_LABEL: stack, dc.COMPONENT_LABEL: component,
+            **{f"{dc.LABEL_PREFIX}.{key}": value for key, value in extra.items()}}
+
+
+@dataclass
+class Mounted:
+    """A secret or config file in a service's tasks."""
+
+    item: docker.Secret | docker.ServiceConfig
+    path: str
+    mode: int = 0o400
+
+
+@dataclass
+class ServiceSpec:
+    """What a workload's Swarm service runs; the rest (updates, spread, restarts) is shared."""
+
+    image: str
+    command: list[str]
+    env: Sequence[pulumi.Input[str]]
+    networks: list[tuple[docker.Network, list[str]]]
+    replicas: int
+    healthcheck: docker.ContainerHealthcheckArgs | None = None
+    files: list[Mounted] = field(default_factory=list)
+    tmpfs: Sequence[str] = ()
+    binds: list[tuple[str, str]] = field(default_factory=list)
+    read_only: bool = True
+    cap_add: Sequence[str] = ()
+    ports: list[tuple[int, int]] = field(default_factory=list)
+    grace_seconds: int = 30
+    memory_mb: int = 0
+    cpus: str = ""
+
+
+def service(
+    resource_name: str,
+    *,
+    place: dc.Placement,
+    role: str,
+    spec: ServiceSpec,
+    labels: dict[str, str],
+    parent: pulumi.Resource,
+    depends_on: Sequence[pulumi.Input[pulumi.Resource]] = (),
+) -> docker.Service:
+    """A replicated service, spread over nodes, updated start-first and gated on health."""
+    plain_env, secret_env = split_env(spec.env)
+    files = list(spec.files)
+    command = list(spec.command)
+    if secret_env is not None:
+        env_secret = content_secret(f"{resource_name}-env", place=place, role=f"{role}-env", content=secret_env,
+                                    parent=parent)
+        files.append(Mounted(env_secret, ENV_SECRET_PATH, 0o400))
+        command = ["sh", "-c", LOAD_ENV, "sh", *command]
+    hc = spec.healthcheck
+    update = dict(
+        parallelism=1, delay="0s", order="start-first", failure_action="rollback",
+        monitor=f"{MONITOR_SECONDS}s", max_failure_ratio="0",
+    )
+    return docker.Service(
+        resource_name,
+        name=place.name(role),
+        labels=[docker.ServiceLabelArgs(label=k, value=v) for k, v in labels.items()],
+        mode=docker.ServiceModeArgs(replicated=docker.ServiceModeReplicatedArgs(replicas=spec.replicas)),
+        task_spec=docker.ServiceTaskSpecArgs(
+            container_spec=docker.ServiceTaskSpecContainerSpecArgs(
+                image=spec.image,
+                commands=command,
+                env=plain_env,
+                labels=[docker.ServiceTaskSpecContainerSpecLabelArgs(label=k, value=v) for k, v in labels.items()],
+                read_only=spec.read_only,
+                cap_drops=["ALL"],
+                cap_adds=dc.capability_names(spec.cap_add) or None,
+                stop_grace_period=dc.go_duration(spec.grace_seconds),
+                healthcheck=None if hc is None else docker.ServiceTaskSpecContainerSpecHealthcheckArgs(
+                    tests=hc.tests, interval=hc.interval, timeout=hc.timeout,
+                    start_period=hc.start_period, retries=hc.retries,
+                ),
+                secrets=[
+                    docker.ServiceTaskSpecContainerSpecSecretArgs(
+                        secret_id=f.item.id, secret_name=f.item.name, file_name=f.path, file_mode=f.mode)
+                    for f in files if isinstance(f.item, docker.Secret)
+                ] or None,
+                configs=[
+                    docker.ServiceTaskSpecContainerSpecConfigArgs(
+                        config_id=f.item.id, config_name=f.item.name, file_name=f.path, file_mode=f.mode)
+                    for f in files if isinstance(f.item, docker.ServiceConfig)
+                ] or None,
+                mounts=[
+                    *(docker.ServiceTaskSpecContainerSpecMountArgs(
+                        target=path, type="tmpfs",
+                        tmpfs_options=docker.ServiceTaskSpecContainerSpecMountTmpfsOptionsArgs(size_bytes=64 << 20))
+                      for path in spec.tmpfs),
+                    *(docker.ServiceTaskSpecContainerSpecMountArgs(target=target, source=source, type="bind")
+                      for source, target in spec.binds),
+                ] or None,
+            ),
+            networks_advanceds=[
+                docker.ServiceTaskSpecNetworksAdvancedArgs(name=network.name, aliases=aliases or None)
+                for network, aliases in spec.networks
+            ],
+            # One task per node first; several on a node only when nodes run out.
+            placement=docker.ServiceTaskSpecPlacementArgs(
+                prefs=["spread=node.id"],
+            ),
+            resources=docker.ServiceTaskSpecResourcesArgs(limits=docker.ServiceTaskSpecResourcesLimitsArgs(
+                memory_bytes=spec.memory_mb * 1024 * 1024 or None,
+                nano_cpus=round(float(spec.cpus) * 1e9) if spec.cpus else None,
+            )),
+            restart_policy=docker.ServiceTaskSpecRestartPolicyArgs(
+                condition="any", delay=f"{RESTART_DELAY_SECONDS}s"),
+            log_driver=docker.ServiceTaskSpecLogDriverArgs(name="json-file", options=place.log_args()["log_opts"]),
+        ),
+        update_config=docker.ServiceUpdateConfigArgs(**update),
+        # A rollback that fails too stops where it is: nothing left to fall back to.
+        rollback_config=docker.ServiceRollbackConfigArgs(**{**update, "failure_action": "pause"}),
+        endpoint_spec=docker.ServiceEndpointSpecArgs(
+            mode="vip",
+            ports=[docker.ServiceEndpointSpecPortArgs(target_port=target, published_port=published,
+                                                      publish_mode="ingress", protocol="tcp")
+                   for target, published in spec.ports] or None,
+        ),
+        # `pulumi up` waits until every task runs (healthy, where there is a check).
+        converge_config=docker.ServiceConvergeConfigArgs(delay="1s", timeout=dc.go_duration(place.wait_timeout)),
+        opts=pulumi.ResourceOptions(parent=parent, depends_on=list(depends_on)),
+    )
