@@ -89,12 +89,12 @@ class StackConfig(Group):
             problems.append("tls.httpPort only applies with tls.enabled (it redirects to HTTPS); set it to 0")
         if self.postgres.external:
             if self.backup.enabled:
-                problems.append("backup.enabled backs up the stack's own Postgres; with postgres.externalUrl "
+                problems.append("backup.enabled backs up the stack's own Postgres: with postgres.externalUrl "
                                 "set it to false and back up where that database runs")
             if self.postgres.host_port:
-                problems.append("postgres.hostPort publishes the stack's own Postgres; with postgres.externalUrl set it to 0")
+                problems.append("postgres.hostPort publishes the stack's own Postgres: with postgres.externalUrl set it to 0")
         if self.redis.external and self.redis.host_port:
-            problems.append("redis.hostPort publishes the stack's own Redis; with redis.externalUrl set it to 0")
+            problems.append("redis.hostPort publishes the stack's own Redis: with redis.externalUrl set it to 0")
         if problems:
             raise ValueError("; ".join(problems))
         return self
