@@ -64,7 +64,7 @@ class ApiServer(StackComponent):
         env = api_env(endpoints, timezone=place.timezone, log_level=prefect.log_level, api=api, ui_api_url=ui_api_url,
                       events_retention_days=events_retention_days)
         command = ["prefect", "server", "start", "--host", "0.0.0.0", "--port", str(API_PORT), "--no-services"]
-        health = dc.healthcheck(HEALTH_TEST, interval=5, timeout=5, retries=5, start_period=20)
+        health = dict(test=HEALTH_TEST, interval=5, timeout=5, retries=5, start_period=20)
         self.replicas = []
         self.aliases = []
         if place.swarm:
@@ -72,7 +72,7 @@ class ApiServer(StackComponent):
                 f"{name}-service", place=place, role=COMPONENT, parent=self, depends_on=depends_on,
                 labels=swarm.labels(place.stack, COMPONENT),
                 spec=swarm.ServiceSpec(
-                    image=prefect.image, command=command, env=env, replicas=api.replicas, healthcheck=health,
+                    image=prefect.image, command=command, env=env, replicas=api.replicas, healthcheck=swarm.healthcheck(**health),
                     networks=[(place.backend, []), (place.edge, [SERVICE_ALIAS])],
                     tmpfs=[SCRATCH_DIR], grace_seconds=GRACE_SECONDS,
                     memory_mb=dc.limits(api)["memory"], cpus=api.cpu_limit,
@@ -95,7 +95,7 @@ class ApiServer(StackComponent):
                     command=command,
                     envs=env,
                     networks_advanced=[*dc.network_attachment(place.backend), *dc.network_attachment(place.edge, alias, SERVICE_ALIAS)],
-                    healthcheck=health,
+                    healthcheck=dc.healthcheck(**health),
                     restart="unless-stopped",
                     **dc.hardening(read_only=True, tmpfs=[SCRATCH_DIR]),
                     **dc.limits(api),

@@ -423,7 +423,7 @@ class Proxy(StackComponent):
                 image=proxy.image,
                 command=["sh", "-c", SWARM_PRELUDE + start_script(tasks_dns_name(place), SWARM_EDGE_DIR)],
                 env=[f"TZ={place.timezone}"], replicas=proxy.replicas,
-                healthcheck=dc.healthcheck(HEALTH_TEST, interval=5, timeout=3, retries=3, start_period=5),
+                healthcheck=swarm.healthcheck(HEALTH_TEST, interval=5, timeout=3, retries=3, start_period=5),
                 networks=[(place.edge, ["nginx"])], files=files, tmpfs=TMPFS, cap_add=CAPABILITIES,
                 ports=[(p.internal, p.external) for p in ports], grace_seconds=10,
                 memory_mb=dc.limits(proxy)["memory"], cpus=proxy.cpu_limit,

@@ -50,6 +50,28 @@ RESTART_DELAY_SECONDS = 2
 TASKS_PREFIX = "tasks."
 
 
+def duration(seconds: int) -> str:
+    """A duration as the provider reads a service's back (its shortDur: Go's String()
+    without a trailing 0s or 0m, ``3m``, ``1h``); any other spelling shows a diff on
+    every preview."""
+    text = dc.go_duration(seconds)
+    if text.endswith("m0s"):
+        text = text[:-2]
+    if text.endswith("h0m"):
+        text = text[:-2]
+    return text
+
+
+def healthcheck(
+    test: Sequence[str], *, interval: int, timeout: int, retries: int, start_period: int = 0
+) -> docker.ServiceTaskSpecContainerSpecHealthcheckArgs:
+    """docker_common.healthcheck for a service: Swarm counts a task as running once healthy."""
+    return docker.ServiceTaskSpecContainerSpecHealthcheckArgs(
+        tests=list(test), interval=duration(interval), timeout=duration(timeout), retries=retries,
+        start_period=duration(start_period),
+    )
+
+
 def content_digest(text: str) -> str:
     return hashlib.sha256(text.encode()).hexdigest()[:DIGEST_LENGTH]
 
@@ -135,7 +157,7 @@ class ServiceSpec:
     env: Sequence[pulumi.Input[str]]
     networks: list[tuple[docker.Network, list[str]]]
     replicas: int
-    healthcheck: docker.ContainerHealthcheckArgs | None = None
+    healthcheck: docker.ServiceTaskSpecContainerSpecHealthcheckArgs | None = None
     files: list[Mounted] = field(default_factory=list)
     tmpfs: Sequence[str] = ()
     binds: list[tuple[str, str]] = field(default_factory=list)
@@ -166,7 +188,6 @@ def service(
                                     parent=parent)
         files.append(Mounted(env_secret, ENV_SECRET_PATH, 0o400))
         command = ["sh", "-c", LOAD_ENV, "sh", *command]
-    hc = spec.healthcheck
     update = dict(
         parallelism=1, delay="0s", order="start-first", failure_action="rollback",
         monitor=f"{MONITOR_SECONDS}s", max_failure_ratio="0",
@@ -185,11 +206,8 @@ def service(
                 read_only=spec.read_only,
                 cap_drops=["ALL"],
                 cap_adds=dc.capability_names(spec.cap_add) or None,
-                stop_grace_period=dc.go_duration(spec.grace_seconds),
-                healthcheck=None if hc is None else docker.ServiceTaskSpecContainerSpecHealthcheckArgs(
-                    tests=hc.tests, interval=hc.interval, timeout=hc.timeout,
-                    start_period=hc.start_period, retries=hc.retries,
-                ),
+                stop_grace_period=duration(spec.grace_seconds),
+                healthcheck=spec.healthcheck,
                 secrets=[
                     docker.ServiceTaskSpecContainerSpecSecretArgs(
                         secret_id=f.item.id, secret_name=f.item.name, file_name=f.path, file_mode=f.mode)
@@ -201,16 +219,16 @@ def service(
                     for f in files if isinstance(f.item, docker.ServiceConfig)
                 ] or None,
                 mounts=[
-                    *(docker.ServiceTaskSpecContainerSpecMountArgs(
-                        target=path, type="tmpfs",
-                        tmpfs_options=docker.ServiceTaskSpecContainerSpecMountTmpfsOptionsArgs(size_bytes=64 << 20))
-                      for path in spec.tmpfs),
+                    # No tmpfsOptions: the bridged provider's versions crash on them
+                    # (kreuzwerker issue #563); the memory limit bounds a tmpfs anyway.
+                    *(docker.ServiceTaskSpecContainerSpecMountArgs(target=path, type="tmpfs") for path in spec.tmpfs),
                     *(docker.ServiceTaskSpecContainerSpecMountArgs(target=target, source=source, type="bind")
                       for source, target in spec.binds),
                 ] or None,
             ),
             networks_advanceds=[
-                docker.ServiceTaskSpecNetworksAdvancedArgs(name=network.name, aliases=aliases or None)
+                # By id: Docker keeps the id, and a name would read back as a change.
+                docker.ServiceTaskSpecNetworksAdvancedArgs(name=network.id, aliases=aliases or None)
                 for network, aliases in spec.networks
             ],
             # One task per node first; several on a node only when nodes run out.
@@ -221,8 +239,9 @@ def service(
                 memory_bytes=spec.memory_mb * 1024 * 1024 or None,
                 nano_cpus=round(float(spec.cpus) * 1e9) if spec.cpus else None,
             )),
+            # Every field: one left out is sent as 0 (no window, no delay).
             restart_policy=docker.ServiceTaskSpecRestartPolicyArgs(
-                condition="any", delay=f"{RESTART_DELAY_SECONDS}s"),
+                condition="any", delay=duration(RESTART_DELAY_SECONDS), max_attempts=0, window=duration(0)),
             log_driver=docker.ServiceTaskSpecLogDriverArgs(name="json-file", options=place.log_args()["log_opts"]),
         ),
         update_config=docker.ServiceUpdateConfigArgs(**update),
@@ -235,6 +254,6 @@ def service(
                    for target, published in spec.ports] or None,
         ),
         # `pulumi up` waits until every task runs (healthy, where there is a check).
-        converge_config=docker.ServiceConvergeConfigArgs(delay="1s", timeout=dc.go_duration(place.wait_timeout)),
+        converge_config=docker.ServiceConvergeConfigArgs(delay="1s", timeout=duration(place.wait_timeout)),
         opts=pulumi.ResourceOptions(parent=parent, depends_on=list(depends_on)),
     )

@@ -77,7 +77,8 @@ def test_durations_are_spelled_as_go_prints_them(nanos, go):
 # Each double keeps its type tokens itself (the tls one takes them from tests/tls_mocks.py, whose
 # tls_state is keyed by them): they must be the tokens the program's SDKs register resources as.
 @pytest.mark.parametrize("double, sdk_types", [
-    (dp, [pulumi_docker.Network, pulumi_docker.Volume, pulumi_docker.Container]),
+    (dp, [pulumi_docker.Network, pulumi_docker.Volume, pulumi_docker.Container,
+          pulumi_docker.Service, pulumi_docker.Secret, pulumi_docker.ServiceConfig]),
     (random_provider, [pulumi_random.RandomPassword, pulumi_random.RandomId]),
     (tls_provider, [pulumi_tls.PrivateKey, pulumi_tls.CertRequest, pulumi_tls.SelfSignedCert,
                     pulumi_tls.LocallySignedCert]),

@@ -98,6 +98,7 @@ class Deployment:
     prefix: str
     outputs: dict[str, Any] = field(default_factory=dict)
     up_result: auto.UpResult | None = None  # of the `pulumi up` deploy() ran, when it succeeded
+    host: str = "127.0.0.1"  # where nginx's port is published (a swarm node's address on a swarm)
 
     def passwords(self) -> list[str]:
         """The generated passwords, from the stack's state."""
@@ -111,7 +112,7 @@ class Deployment:
 
     @property
     def base(self) -> str:
-        return f"http://127.0.0.1:{self.port}"
+        return f"http://{self.host}:{self.port}"
 
     def containers(self, component: str | None = None, **labels: str) -> list:
         """This run's containers, or the program's of one component (see run_containers)."""
@@ -187,15 +188,19 @@ def stand_in(name: str, *, secure: bool) -> dict[str, Any]:
 
 
 def prepare(client, name: str, overrides: dict | None = None, *, stack: str = "prod", secure: bool = False,
-            run_id: str | None = None, **engine_options) -> Deployment:
+            run_id: str | None = None, docker_host: str | None = None, host: str = "127.0.0.1",
+            **engine_options) -> Deployment:
     """A new stack ``stack`` (a shipped stack file) with stand-in images on free ports, not
     brought up yet. ``secure`` keeps the prod edge as shipped (TLS with a redirect port, auth,
-    CSRF, rate limit); ``engine_options`` go to Engine.stack (secrets, literal, stack_file)."""
+    CSRF, rate limit); ``docker_host`` is the engine the provider talks to (DOCKER_HOST, as a
+    user sets it; ``client`` must talk to the same one) and ``host`` where nginx is reached;
+    ``engine_options`` go to Engine.stack (secrets, literal, stack_file)."""
     run_id = run_id or new_run_id(name)
     config = {**stand_in(name, secure=secure), **(overrides or {})}
     work_dir = Path(tempfile.mkdtemp(prefix=f"prefect-ha-{name}-"))
-    made = shared_engine().stack(stack, work_dir, overrides=config, env={RUN_ENV: run_id}, **engine_options)
-    return Deployment(made, run_id, client, config["proxy.port"], config["namePrefix"])
+    env = {RUN_ENV: run_id, **({"DOCKER_HOST": docker_host} if docker_host else {})}
+    made = shared_engine().stack(stack, work_dir, overrides=config, env=env, **engine_options)
+    return Deployment(made, run_id, client, config["proxy.port"], config["namePrefix"], host=host)
 
 
 def deploy(client, name: str, overrides: dict | None = None, *, stack: str = "prod", secure: bool = False,
