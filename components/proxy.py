@@ -396,9 +396,12 @@ class Proxy(StackComponent):
         self.register_outputs({"container_name": self.container.name, "config_job": self.config_job.name})
 
     def _swarm_service(self, name, place, proxy, upstreams, tls, htpasswd, ports, labels) -> None:
-        """nginx as a Swarm service published on every node (the routing mesh): its
-        config files are Swarm configs and secrets named by their content, so a new
-        config rolls the tasks start-first, and `nginx -t` is the new task's start."""
+        """nginx as a global Swarm service: one task on every node, each publishing
+        proxy.port on its node (host mode; a load balancer or DNS in front spreads
+        clients over the nodes). Its config files are Swarm configs and secrets named
+        by their content, so a new config rolls the tasks node by node (stop-first:
+        a node's port holds one task), and a config nginx refuses fails the new
+        task, which rolls the service back."""
         files = [swarm.Mounted(swarm.content_config(f"{name}-conf", place=place, role="nginx-conf",
                                                     content=self.nginx_conf, parent=self),
                                f"{SWARM_FILES_DIR}/{CONF_FILE}", 0o444)]
@@ -422,7 +425,7 @@ class Proxy(StackComponent):
             spec=swarm.ServiceSpec(
                 image=proxy.image,
                 command=["sh", "-c", SWARM_PRELUDE + start_script(tasks_dns_name(place), SWARM_EDGE_DIR)],
-                env=[f"TZ={place.timezone}"], replicas=proxy.replicas,
+                env=[f"TZ={place.timezone}"], replicas=0,
                 healthcheck=swarm.healthcheck(HEALTH_TEST, interval=5, timeout=3, retries=3, start_period=5),
                 networks=[(place.edge, ["nginx"])], files=files, tmpfs=TMPFS, cap_add=CAPABILITIES,
                 ports=[(p.internal, p.external) for p in ports], grace_seconds=10,

@@ -157,6 +157,7 @@ class ServiceSpec:
     env: Sequence[pulumi.Input[str]]
     networks: list[tuple[docker.Network, list[str]]]
     replicas: int
+    """Tasks of a replicated service; 0 makes it global: one task on every node."""
     healthcheck: docker.ServiceTaskSpecContainerSpecHealthcheckArgs | None = None
     files: list[Mounted] = field(default_factory=list)
     tmpfs: Sequence[str] = ()
@@ -179,7 +180,15 @@ def service(
     parent: pulumi.Resource,
     depends_on: Sequence[pulumi.Input[pulumi.Resource]] = (),
 ) -> docker.Service:
-    """A replicated service, spread over nodes, updated start-first and gated on health."""
+    """A service on every node (``replicas`` 0) or replicated and spread over the
+    nodes, updated one task at a time and gated on health: start-first, except
+    where a node's host port is bound (the new task cannot bind it beside the old).
+
+    Endpoint mode dnsrr: the service's name and aliases answer with every task's
+    address, as the shared alias does on one host, and nothing depends on IPVS
+    (the routing mesh and service VIPs need it in the kernel; not every kernel,
+    this CI's included, has it). Published ports are therefore host-mode ports
+    on the nodes that run a task."""
     plain_env, secret_env = split_env(spec.env)
     files = list(spec.files)
     command = list(spec.command)
@@ -189,18 +198,24 @@ def service(
         files.append(Mounted(env_secret, ENV_SECRET_PATH, 0o400))
         command = ["sh", "-c", LOAD_ENV, "sh", *command]
     update = dict(
-        parallelism=1, delay="0s", order="start-first", failure_action="rollback",
-        monitor=f"{MONITOR_SECONDS}s", max_failure_ratio="0",
+        parallelism=1, delay="0s", order="stop-first" if spec.ports else "start-first", failure_action="rollback",
+        monitor=duration(MONITOR_SECONDS),
+        # As the provider reads it back (FormatFloat with one decimal): "0" would show a diff on every preview.
+        max_failure_ratio="0.0",
     )
+    mode = (docker.ServiceModeArgs(replicated=docker.ServiceModeReplicatedArgs(replicas=spec.replicas))
+            if spec.replicas else docker.ServiceModeArgs(global_=True))
     return docker.Service(
         resource_name,
         name=place.name(role),
         labels=[docker.ServiceLabelArgs(label=k, value=v) for k, v in labels.items()],
-        mode=docker.ServiceModeArgs(replicated=docker.ServiceModeReplicatedArgs(replicas=spec.replicas)),
+        mode=mode,
         task_spec=docker.ServiceTaskSpecArgs(
             container_spec=docker.ServiceTaskSpecContainerSpecArgs(
                 image=spec.image,
-                commands=command,
+                # Args, not Command: Command would replace the image's entrypoint (the
+                # official images' set up EXTRA_PIP_PACKAGES there), as a container's command does not.
+                args=command,
                 env=plain_env,
                 labels=[docker.ServiceTaskSpecContainerSpecLabelArgs(label=k, value=v) for k, v in labels.items()],
                 read_only=spec.read_only,
@@ -228,7 +243,7 @@ def service(
             ),
             networks_advanceds=[
                 # By id: Docker keeps the id, and a name would read back as a change.
-                docker.ServiceTaskSpecNetworksAdvancedArgs(name=network.id, aliases=aliases or None)
+                docker.ServiceTaskSpecNetworksAdvancedArgs(id=network.id, aliases=aliases or None)
                 for network, aliases in spec.networks
             ],
             # One task per node first; several on a node only when nodes run out.
@@ -248,12 +263,14 @@ def service(
         # A rollback that fails too stops where it is: nothing left to fall back to.
         rollback_config=docker.ServiceRollbackConfigArgs(**{**update, "failure_action": "pause"}),
         endpoint_spec=docker.ServiceEndpointSpecArgs(
-            mode="vip",
+            mode="dnsrr",
             ports=[docker.ServiceEndpointSpecPortArgs(target_port=target, published_port=published,
-                                                      publish_mode="ingress", protocol="tcp")
+                                                      publish_mode="host", protocol="tcp")
                    for target, published in spec.ports] or None,
         ),
-        # `pulumi up` waits until every task runs (healthy, where there is a check).
-        converge_config=docker.ServiceConvergeConfigArgs(delay="1s", timeout=duration(place.wait_timeout)),
+        # `pulumi up` waits until every task runs (healthy, where there is a check). The
+        # provider has no convergence check for global services (it refuses one).
+        converge_config=docker.ServiceConvergeConfigArgs(delay="1s", timeout=duration(place.wait_timeout))
+        if spec.replicas else None,
         opts=pulumi.ResourceOptions(parent=parent, depends_on=list(depends_on)),
     )

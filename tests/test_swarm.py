@@ -58,6 +58,8 @@ def test_api_service_spreads_updates_start_first_rolls_back_and_waits_for_health
     assert api["updateConfig"]["order"] == "start-first"
     assert api["updateConfig"]["failureAction"] == "rollback"
     assert api["updateConfig"]["parallelism"] == 1
+    # Names answer with every task (no VIP: it needs IPVS in the kernel).
+    assert api["endpointSpec"]["mode"] == "dnsrr"
     assert api["taskSpec"]["containerSpec"]["healthcheck"]["tests"][0] == "CMD"
     assert api["convergeConfig"]["timeout"]
     aliases = [n.get("aliases") for n in api["taskSpec"]["networksAdvanceds"]]
@@ -76,8 +78,8 @@ def test_no_secret_in_any_service_env_label_or_command(prod):
 def test_secret_settings_arrive_as_one_swarm_secret_file_loaded_before_the_process(prod):
     api = services(prod)["api"]
     spec = api.inputs["taskSpec"]["containerSpec"]
-    assert spec["commands"][:3] == ["sh", "-c", swarm.LOAD_ENV]
-    assert spec["commands"][4:7] == ["prefect", "server", "start"]
+    assert spec["args"][:3] == ["sh", "-c", swarm.LOAD_ENV]
+    assert spec["args"][4:7] == ["prefect", "server", "start"]
     mounted = {s["fileName"]: s for s in spec["secrets"]}
     assert swarm.ENV_SECRET_PATH in mounted
     env_secret = next(r for r in prod.of_type(SECRET) if r.inputs["name"] == mounted[swarm.ENV_SECRET_PATH]["secretName"])
@@ -101,15 +103,17 @@ def test_a_rotated_password_is_a_new_secret_name_which_rolls_the_services():
     assert env_names(first) == env_names({r.inputs["name"] for r in swarm_run().of_type(SECRET)})
 
 
-def test_nginx_is_published_by_the_routing_mesh_and_finds_the_tasks_by_service_name(prod):
+def test_nginx_runs_on_every_node_publishing_its_port_there_and_finds_the_tasks_by_service_name(prod):
     nginx = services(prod)["nginx"].inputs
+    assert nginx["mode"] == {"global": True} and "convergeConfig" not in nginx
+    # A node's port holds one task: the old one stops before its successor starts.
+    assert nginx["updateConfig"]["order"] == "stop-first"
     ports = nginx["endpointSpec"]["ports"]
-    assert {p["publishMode"] for p in ports} == {"ingress"}
+    assert {p["publishMode"] for p in ports} == {"host"}
     # prod: HTTPS on 443 and the redirect on 80.
     assert {(p["targetPort"], p["publishedPort"]) for p in ports} == {(8443, 443), (8080, 80)}
-    command = nginx["taskSpec"]["containerSpec"]["commands"][-1]
+    command = nginx["taskSpec"]["containerSpec"]["args"][-1]
     assert "getent hosts tasks.prefect-ha-prod-api " in command
-    assert nginx["mode"]["replicated"]["replicas"] == 2
     files = {f["fileName"]: f for f in nginx["taskSpec"]["containerSpec"]["secrets"]}
     # prod: TLS, and Prefect (not nginx) checks credentials, so no htpasswd.
     assert sorted(path.rsplit("/", 1)[1] for path in files) == ["tls.crt", "tls.key"]
@@ -134,7 +138,7 @@ def test_workers_name_themselves_by_task_slot_and_reach_the_api_by_its_alias(pro
     assert worker["env"]["STACK_WORKER_NAME"] == "prefect-ha-prod-worker-{{.Task.Slot}}"
     assert worker["env"]["PREFECT_API_URL"] == "http://prefect-api:4200/api"
     assert CLIENT_AUTH_STRING not in worker["env"]
-    assert '--name "$STACK_WORKER_NAME"' in worker["commands"][-1]
+    assert '--name "$STACK_WORKER_NAME"' in worker["args"][-1]
     assert {m["type"] for m in worker["mounts"]} == {"tmpfs", "bind"}
 
 

@@ -39,10 +39,6 @@ class ProxyConfig(Group):
     rate_limit_burst: int = Field(
         20, ge=0, description="Requests per client address allowed above the rate at once; beyond that nginx answers 429."
     )
-    replicas: int = Field(
-        2, ge=1, le=32,
-        description="nginx tasks on Swarm (platform swarm), spread over nodes; one host runs one nginx.",
-    )
     memory_limit: MemorySize = memory_limit("256m", "nginx")
     cpu_limit: Cpus = cpu_limit("", "nginx")
 

@@ -658,8 +658,10 @@ SERVICE_SCHEMA: dict[str, F] = {
                 "tmpfsOptions": F("block", {"sizeBytes": F("int"), "mode": F("int")}),
             }),
             "capAdds": F("set"),
+            "capDrops": F("set"),
         }),
-        "networksAdvanceds": F("blockset", {"name": F("str"), "aliases": F("set")}),
+        # id, or the deprecated name (the provider warns on it); both hold a network id or name.
+        "networksAdvanceds": F("blockset", {"id": F("str"), "name": F("str"), "aliases": F("set")}),
         "placement": F("block", {"constraints": F("set"), "prefs": F("set"), "maxReplicas": F("int")},
                        computed=True),
         "resources": F("block", {"limits": F("block", {"memoryBytes": F("int"), "nanoCpus": F("int")})},
@@ -827,6 +829,7 @@ def _service_spec(config: dict[str, Any]) -> dict[str, Any]:
         "Configs": refs(cs.get("configs"), "configId", "configName", "ConfigID", "ConfigName"),
         "Isolation": "default",
         "CapabilityAdd": list(cs.get("capAdds") or []),
+        "CapabilityDrop": list(cs.get("capDrops") or []),
     }, keep=("StopGracePeriod", "Healthcheck", "DNSConfig"))
     resources: dict[str, Any] = {}
     limits = (task.get("resources") or {}).get("limits")
@@ -850,7 +853,7 @@ def _service_spec(config: dict[str, Any]) -> dict[str, Any]:
     template: dict[str, Any] = {
         "ContainerSpec": container, "Resources": resources, "RestartPolicy": restart, "Placement": placement,
         "ForceUpdate": int(task.get("forceUpdate") or 0),
-        "Networks": [_omitempty({"Target": n["name"], "Aliases": list(n.get("aliases") or [])})
+        "Networks": [_omitempty({"Target": n.get("id") or n["name"], "Aliases": list(n.get("aliases") or [])})
                      for n in task.get("networksAdvanceds") or []],
     }
     if task.get("logDriver"):
@@ -936,7 +939,8 @@ def _flatten_task_spec(task: dict[str, Any], wanted: dict[str, Any]) -> dict[str
         shown = label_list(cs.get("Labels") or {}, ((wanted.get("containerSpec") or {}).get("labels")))
         if shown:
             c["labels"] = shown
-        for api_key, key in (("Command", "commands"), ("Args", "args"), ("CapabilityAdd", "capAdds")):
+        for api_key, key in (("Command", "commands"), ("Args", "args"), ("CapabilityAdd", "capAdds"),
+                             ("CapabilityDrop", "capDrops")):
             if cs.get(api_key):
                 c[key] = list(cs[api_key])
         for api_key, key in (("Hostname", "hostname"), ("User", "user"), ("StopSignal", "stopSignal")):
@@ -998,8 +1002,9 @@ def _flatten_task_spec(task: dict[str, Any], wanted: dict[str, Any]) -> dict[str
     out["forceUpdate"] = task.get("ForceUpdate", 0)
     if task.get("Networks"):
         # The engine stores the network's ID as Target, whatever the program gave: "name" reads back as the ID.
+        given = "id" if any("id" in n for n in (wanted.get("networksAdvanceds") or [])) else "name"
         out["networksAdvanceds"] = [
-            {"name": n["Target"], **({"aliases": list(n["Aliases"])} if n.get("Aliases") else {})}
+            {given: n["Target"], **({"aliases": list(n["Aliases"])} if n.get("Aliases") else {})}
             for n in task["Networks"]]
     if task.get("LogDriver") is not None:
         driver = task["LogDriver"]

@@ -5,6 +5,17 @@
 # `docker stop` of the node (SIGTERM) stops dockerd gracefully first.
 set -eu
 
+# Without --privileged (tests/e2e/swarm.py cannot use it on this machine: the host's dockerd lacks
+# CAP_SYS_RESOURCE, and runc fails with "unable to apply caps: operation not permitted"), the node
+# runs with all other capabilities, no seccomp/AppArmor, unmasked /proc and all devices allowed,
+# but Docker still mounts /sys and the cgroup hierarchies read-only: make them writable for the
+# nested dockerd/runc (bind remounts change only this mount's flags).
+if grep -qE '^[^ ]+ /sys(/fs/cgroup/[^ ]+)? [^ ]+ ro[, ]' /proc/self/mounts; then
+  mount -o remount,rw /sys 2>/dev/null || echo "node: /sys stays read-only"
+  for dir in /sys/fs/cgroup/*/; do
+    mount -o remount,bind,rw "$dir" || echo "node: $dir stays read-only"
+  done
+fi
 # AppArmor/LSM tools inside the node look here.
 if [ -d /sys/kernel/security ] && ! mountpoint -q /sys/kernel/security; then
   mount -t securityfs none /sys/kernel/security || echo "node: could not mount securityfs (ignored)"
