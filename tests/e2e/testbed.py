@@ -99,6 +99,9 @@ class Deployment:
     outputs: dict[str, Any] = field(default_factory=dict)
     up_result: auto.UpResult | None = None  # of the `pulumi up` deploy() ran, when it succeeded
     host: str = "127.0.0.1"  # where nginx's port is published (a swarm node's address on a swarm)
+    # The engine client scripts run on (they mount tests/e2e/scripts from this machine): `client`'s
+    # unless that is another machine's, as a swarm node's is.
+    scripts_client: docker.DockerClient | None = None
 
     def passwords(self) -> list[str]:
         """The generated passwords, from the stack's state."""
@@ -130,7 +133,7 @@ class Deployment:
         """Run a client script (or ``command``) in the Prefect image on the host
         network, as a user would: with the stack output client_env (API URL
         through nginx, credentials when auth is on). Returns its stdout."""
-        container = self.client.containers.run(
+        container = (self.scripts_client or self.client).containers.run(
             image,
             command or ["python", f"/e2e/{script}", *args],
             network_mode="host",
