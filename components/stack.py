@@ -86,7 +86,7 @@ class PrefectHa(StackComponent):
         )
         self.network = StackNetwork(
             f"{name}-network", prefix=config.prefix(stack), stack=stack,
-            backend_internal=not config.data_ports_published, swarm=config.swarm, opts=child,
+            backend_internal=config.backend_internal, swarm=config.swarm, opts=child,
         )
         place = Placement(
             stack=stack, prefix=config.prefix(stack), backend=self.network.backend, edge=self.network.edge,

@@ -197,3 +197,12 @@ def test_migration_checks_the_postgres_version_before_any_ddl():
     migrate = next(r for r in run.of_type(CONTAINER) if "-migrate-" in r.inputs["name"])
     command = migrate.inputs["command"][-1]
     assert command.index("check_postgres_version.py") < command.index("database upgrade")
+
+
+def test_an_external_data_store_gives_the_backend_network_a_route_out():
+    """The migration job is only on the backend network: internal, it could not reach an external Postgres."""
+    own = run_program("prod")
+    external = run_program("prod", {"postgres.externalUrl": EXTERNAL_PG, "backup.enabled": False})
+    backend = lambda run: next(r for r in run.of_type(NETWORK) if r.inputs["name"].endswith("-backend"))  # noqa: E731
+    assert backend(own).inputs["internal"] is True
+    assert backend(external).inputs["internal"] is False

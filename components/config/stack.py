@@ -109,6 +109,12 @@ class StackConfig(Group):
         return bool(self.postgres.host_port or self.redis.host_port)
 
     @property
+    def backend_internal(self) -> bool:
+        """The backend network has no route in or out, unless a data store's port is
+        published or a data store is external (reached over that route)."""
+        return not (self.data_ports_published or self.postgres.external or self.redis.external)
+
+    @property
     def swarm(self) -> bool:
         return self.platform == PLATFORM_SWARM
 
