@@ -1275,11 +1275,11 @@ def _check_base64(value: Any) -> None:
         raise ValueError("'(the data)' is not base64 decodeable") from None
 
 
-class Secret(Resource):
-    token = "docker:index/secret:Secret"
-    inputs = frozenset({"name", "data", "labels"})
-    updatable = frozenset()  # every field is ForceNew
-    sets = frozenset({"labels"})
+class _SwarmData(Resource):
+    """A Swarm secret or config: immutable in Swarm, so every input is ForceNew."""
+
+    kind = ""  # "secret" or "config": the Docker API's word
+    updatable = frozenset()
     secret_outputs = frozenset({"data"})
 
     def check(self, news):
@@ -1287,68 +1287,60 @@ class Secret(Resource):
         _check_base64(checked.get("data"))
         return checked
 
+    def _labels(self, news) -> dict[str, str]:
+        return test_labels()
+
     def create(self, news, preview, timeout):
         api = client().api
         try:
-            created = api.create_secret(news["name"], base64.b64decode(news["data"]),
-                                        labels={**label_map(news.get("labels")), **test_labels()})
+            created = getattr(api, f"create_{self.kind}")(news["name"], base64.b64decode(news["data"]),
+                                                          labels=self._labels(news))
         except docker.errors.APIError as err:
             raise RuntimeError(_daemon_error(err)) from None
         found = self.read(created["ID"], news)
         if found is None:
-            raise RuntimeError(f"secret {news['name']} is gone right after its creation")
+            raise RuntimeError(f"{self.kind} {news['name']} is gone right after its creation")
         return created["ID"], found
 
     def read(self, id_, state):
         try:
-            attrs = client().api.inspect_secret(id_)
+            attrs = getattr(client().api, f"inspect_{self.kind}")(id_)
         except docker.errors.APIError:
             return None  # any error: "not found, removing from state"
+        return self._read_back(attrs, state)
+
+    def _read_back(self, attrs, state):
+        raise NotImplementedError
+
+    def delete(self, id_, state, timeout):
+        try:
+            getattr(client().api, f"remove_{self.kind}")(id_)
+        except docker.errors.APIError as err:
+            raise RuntimeError(_daemon_error(err)) from None
+
+
+class Secret(_SwarmData):
+    token = "docker:index/secret:Secret"
+    kind = "secret"
+    inputs = frozenset({"name", "data", "labels"})
+    sets = frozenset({"labels"})
+
+    def _labels(self, news):
+        return {**label_map(news.get("labels")), **test_labels()}
+
+    def _read_back(self, attrs, state):
         # Only the name is read back: Docker does not expose a secret's data; labels are not read either.
         return {**state, "name": attrs["Spec"]["Name"]}
 
-    def delete(self, id_, state, timeout):
-        try:
-            client().api.remove_secret(id_)
-        except docker.errors.APIError as err:
-            raise RuntimeError(_daemon_error(err)) from None
 
-
-class ServiceConfig(Resource):
+class ServiceConfig(_SwarmData):
     token = "docker:index/serviceConfig:ServiceConfig"
+    kind = "config"
     inputs = frozenset({"name", "data"})
-    updatable = frozenset()  # every field is ForceNew
-    secret_outputs = frozenset({"data"})
 
-    def check(self, news):
-        checked = super().check(news)
-        _check_base64(checked.get("data"))
-        return checked
-
-    def create(self, news, preview, timeout):
-        api = client().api
-        try:
-            created = api.create_config(news["name"], base64.b64decode(news["data"]), labels=test_labels())
-        except docker.errors.APIError as err:
-            raise RuntimeError(_daemon_error(err)) from None
-        found = self.read(created["ID"], news)
-        if found is None:
-            raise RuntimeError(f"config {news['name']} is gone right after its creation")
-        return created["ID"], found
-
-    def read(self, id_, state):
-        try:
-            attrs = client().api.inspect_config(id_)
-        except docker.errors.APIError:
-            return None
+    def _read_back(self, attrs, state):
         # The engine returns Data base64-encoded (StdEncoding), as the provider writes it back.
         return {**state, "name": attrs["Spec"]["Name"], "data": attrs["Spec"].get("Data", "")}
-
-    def delete(self, id_, state, timeout):
-        try:
-            client().api.remove_config(id_)
-        except docker.errors.APIError as err:
-            raise RuntimeError(_daemon_error(err)) from None
 
 
 RESOURCES = [Network(), Volume(), Container(), Service(), Secret(), ServiceConfig()]
