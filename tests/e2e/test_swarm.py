@@ -223,8 +223,11 @@ def test_destroy_leaves_only_the_kept_postgres_volume(stack, cluster):
     assert manager.secrets.list(filters={"label": f"{STACK_LABEL}=prod"}) == []
     assert [c.name for c in manager.configs.list()] == []
     assert [n.name for n in manager.networks.list(filters=run_selector(stack.run_id))] == []
+    # The provider waits for the tasks it sees on the manager; the other nodes' engines
+    # remove theirs as Swarm tells them, moments later.
     for node in cluster.live_nodes():
         client = cluster.client(node)
-        assert [c.name for c in client.containers.list(all=True, filters=run_selector(stack.run_id))] == [], node
+        left = lambda: [c.name for c in client.containers.list(all=True, filters=run_selector(stack.run_id))]  # noqa: E731
+        wait_for(lambda: left() == [], timeout=60, what=f"no container of the stack on {node}", detail=left)
     volumes = sorted(v.name for v in manager.volumes.list(filters=run_selector(stack.run_id)))
     assert volumes == [f"{stack.prefix}-postgres-data"], volumes
