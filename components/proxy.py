@@ -297,7 +297,7 @@ def check_config_job(container_name: str, exit_code: int | None) -> int:
 class Proxy(StackComponent):
     container: docker.Container | docker.Service
     """The nginx container, or on Swarm the nginx service."""
-    config_job: docker.Container | None
+    config_job: docker.Container
     nginx_conf: str
     """The rendered nginx.conf; no secret in it, so the stack exports it for review."""
 
@@ -340,9 +340,6 @@ class Proxy(StackComponent):
         if tls is not None:
             ports += dc.published(HTTP_PORT, http_redirect_port)
         labels = {TLS_LABEL: tls.mode if tls else TLS_OFF, AUTH_LABEL: auth_mode}
-        if place.swarm:
-            self._swarm_service(name, place, proxy, upstreams, tls, htpasswd, ports, labels)
-            return
 
         self.config_volume = place.volume(f"{name}-config", CONFIG_COMPONENT, self)
         # Rolled like the migration: a new config is a new job, nginx stays.
@@ -366,6 +363,14 @@ class Proxy(StackComponent):
         self.config_written = pulumi.Output.all(self.config_job.name, self.config_job.exit_code).apply(
             lambda v: check_config_job(v[0], v[1])
         )
+        if place.swarm:
+            # On a swarm the job only checks the config (`nginx -t`, on the data node)
+            # before any nginx task gets it: Swarm has no convergence check for a
+            # global service, so a config nginx refuses would otherwise surface only
+            # as failed tasks after `pulumi up` succeeded.
+            self._swarm_service(name, place, proxy, [*upstreams, dc.passed(self.config_job, self.config_written)],
+                                tls, htpasswd, ports, labels)
+            return
 
         self.container, self.fingerprint = dc.fixed_container(
             f"{name}-container",
@@ -400,8 +405,7 @@ class Proxy(StackComponent):
         proxy.port on its node (host mode; a load balancer or DNS in front spreads
         clients over the nodes). Its config files are Swarm configs and secrets named
         by their content, so a new config rolls the tasks node by node (stop-first:
-        a node's port holds one task), and a config nginx refuses fails the new
-        task, which rolls the service back."""
+        a node's port holds one task), after the edge-config job passed `nginx -t` on it."""
         files = [swarm.Mounted(swarm.content_config(f"{name}-conf", place=place, role="nginx-conf",
                                                     content=self.nginx_conf, parent=self),
                                f"{SWARM_FILES_DIR}/{CONF_FILE}", 0o444)]
@@ -418,7 +422,6 @@ class Proxy(StackComponent):
             files.append(swarm.Mounted(swarm.content_secret(f"{name}-htpasswd", place=place, role="nginx-htpasswd",
                                                             content=htpasswd, parent=self),
                                        f"{SWARM_FILES_DIR}/{HTPASSWD_FILE}", 0o444))
-        self.config_job = None
         self.container = swarm.service(
             f"{name}-service", place=place, role="nginx", parent=self, depends_on=list(upstreams),
             labels=swarm.labels(place.stack, COMPONENT, **labels),
@@ -432,6 +435,7 @@ class Proxy(StackComponent):
                 memory_mb=dc.limits(proxy)["memory"], cpus=proxy.cpu_limit,
             ),
         )
-        # Rolled by Swarm, never replaced: no downtime to announce.
+        # Updated by Swarm node by node, never replaced: no stack-wide downtime to announce
+        # (each node's nginx restarts in turn; a load balancer in front sends clients elsewhere).
         self.fingerprint = pulumi.Output.from_input({})
-        self.register_outputs({"service_name": self.container.name})
+        self.register_outputs({"service_name": self.container.name, "config_job": self.config_job.name})

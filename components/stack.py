@@ -10,7 +10,7 @@ from typing import Any, Mapping
 
 import pulumi
 
-from . import api as api_server, postgres as pg, redis as rd
+from . import api as api_server, postgres as pg, redis as rd, swarm
 from .api import ApiServer
 from .backup import Backups
 from .component import StackComponent
@@ -76,6 +76,8 @@ class PrefectHa(StackComponent):
     to have completed successfully."""
 
     def __init__(self, name: str, *, config: StackConfig, stack: str, opts: pulumi.ResourceOptions | None = None):
+        if config.swarm and (problem := swarm.name_problem(config.prefix(stack))):
+            raise InvalidConfig(f"invalid stack configuration:\n  - {problem}")
         super().__init__(name, opts)
         child = pulumi.ResourceOptions(parent=self)
         auth = config.auth

@@ -2,9 +2,10 @@
 
 The API replicas, background services, workers and nginx become Swarm services
 on the stack's attachable overlay networks; Swarm spreads their tasks over the
-nodes and replaces the tasks of a lost node on the others. Every update is
-start-first, one task at a time, gated on the new task's healthcheck, and rolls
-back by itself when a new task fails (the single-host rollout's guarantee,
+nodes and replaces the tasks of a lost node on the others. Every update goes
+one task at a time, start-first (nginx: stop-first, its port is the node's),
+waits for the new task to run (and be healthy, where it has a healthcheck),
+and rolls back by itself when a new task fails (the single-host rollout's guarantee,
 given by Swarm instead of by Pulumi's create-before-delete).
 
 Secrets never travel in a service's env or labels: a workload's secret settings
@@ -38,8 +39,10 @@ ENV_SECRET_FILE = "prefect-ha-env"
 ENV_SECRET_PATH = f"{SECRETS_DIR}/{ENV_SECRET_FILE}"
 # Exports each K=V line as it is (no shell evaluation of the value), then execs
 # the command given after it: `sh -c LOAD_ENV sh <command...>`.
+# Fails closed: without its secret settings Prefect would fall back to defaults (SQLite).
 LOAD_ENV = (
-    f'while IFS= read -r line || [ -n "$line" ]; do [ -n "$line" ] && export "$line"; done < {ENV_SECRET_PATH}; '
+    f'[ -r {ENV_SECRET_PATH} ] || {{ echo "prefect-ha: cannot read {ENV_SECRET_PATH}" >&2; exit 78; }}; '
+    f'while IFS= read -r line || [ -n "$line" ]; do [ -n "$line" ] && export "$line"; done < {ENV_SECRET_PATH} || exit 78; '
     'exec "$@"'
 )
 DIGEST_LENGTH = 12
@@ -48,6 +51,22 @@ MONITOR_SECONDS = 20
 RESTART_DELAY_SECONDS = 2
 # Swarm's DNS name that answers with every task's address of a service.
 TASKS_PREFIX = "tasks."
+
+
+# Swarm's limits: secret and config names up to 64 characters, service names up to 63
+# without dots. The longest name the stack makes is the htpasswd secret's.
+MAX_SECRET_NAME = 64
+LONGEST_SUFFIX = len(f"-nginx-htpasswd-{'0' * DIGEST_LENGTH}")
+
+
+def name_problem(prefix: str) -> str | None:
+    """Why ``prefix`` cannot name the stack's Swarm objects, or None."""
+    if "." in prefix:
+        return f"Swarm service names cannot hold '.': the name prefix {prefix!r} does (set namePrefix)"
+    if len(prefix) + LONGEST_SUFFIX > MAX_SECRET_NAME:
+        return (f"the name prefix {prefix!r} is {len(prefix)} characters; on Swarm it may be at most "
+                f"{MAX_SECRET_NAME - LONGEST_SUFFIX} (secret names are limited to {MAX_SECRET_NAME}; set namePrefix)")
+    return None
 
 
 def duration(seconds: int) -> str:
@@ -237,7 +256,8 @@ def service(
                     # No tmpfsOptions: the bridged provider's versions crash on them
                     # (kreuzwerker issue #563); the memory limit bounds a tmpfs anyway.
                     *(docker.ServiceTaskSpecContainerSpecMountArgs(target=path, type="tmpfs") for path in spec.tmpfs),
-                    *(docker.ServiceTaskSpecContainerSpecMountArgs(target=target, source=source, type="bind")
+                    *(docker.ServiceTaskSpecContainerSpecMountArgs(target=target, source=source, type="bind",
+                                                                   read_only=True)
                       for source, target in spec.binds),
                 ] or None,
             ),
@@ -268,9 +288,11 @@ def service(
                                                       publish_mode="host", protocol="tcp")
                    for target, published in spec.ports] or None,
         ),
-        # `pulumi up` waits until every task runs (healthy, where there is a check). The
-        # provider has no convergence check for global services (it refuses one).
-        converge_config=docker.ServiceConvergeConfigArgs(delay="1s", timeout=duration(place.wait_timeout))
+        # `pulumi up` waits until every task runs (healthy, where there is a check). Tasks
+        # roll one at a time, so the wait covers each of them. The provider has no
+        # convergence check for global services (it refuses one).
+        converge_config=docker.ServiceConvergeConfigArgs(
+            delay="1s", timeout=duration(spec.replicas * (place.wait_timeout + MONITOR_SECONDS)))
         if spec.replicas else None,
         opts=pulumi.ResourceOptions(parent=parent, depends_on=list(depends_on)),
     )

@@ -4,6 +4,8 @@ secrets only in Swarm secrets, start-first updates gated on health, external dat
 from __future__ import annotations
 
 import base64
+import os
+import subprocess
 
 import pytest
 
@@ -44,9 +46,9 @@ def test_stateless_tier_is_services_and_data_stores_stay_containers(prod):
     names = {r.inputs["name"].removeprefix("prefect-ha-prod-") for r in prod.of_type(CONTAINER)}
     # Postgres, Redis, the backups and the one-shot jobs on the data node; no server container.
     assert {"postgres", "redis"} <= names
-    for job in ("migrate-", "postgres-credentials-", "work-pool-", "backup-"):
+    for job in ("migrate-", "postgres-credentials-", "work-pool-", "backup-", "edge-config-"):
         assert any(n.startswith(job) for n in names), (job, names)
-    assert not any(n.startswith(("api", "services", "worker-", "nginx", "edge-config")) for n in names), names
+    assert not any(n.startswith(("api", "services", "worker-", "nginx")) for n in names), names
     for net in prod.of_type(NETWORK):
         assert net.inputs["driver"] == "overlay" and net.inputs["attachable"] is True
 
@@ -206,3 +208,64 @@ def test_an_external_data_store_gives_the_backend_network_a_route_out():
     backend = lambda run: next(r for r in run.of_type(NETWORK) if r.inputs["name"].endswith("-backend"))  # noqa: E731
     assert backend(own).inputs["internal"] is True
     assert backend(external).inputs["internal"] is False
+
+
+def run_loader(tmp_path, lines: str | None, *command: str):
+    env_file = tmp_path / "env"
+    if lines is not None:
+        env_file.write_text(lines)
+    script = swarm.LOAD_ENV.replace(swarm.ENV_SECRET_PATH, str(env_file))
+    return subprocess.run(["sh", "-c", script, "sh", *command], capture_output=True, text=True, timeout=30,
+                          env={"PATH": os.environ["PATH"]})
+
+
+def test_the_env_loader_exports_values_literally(tmp_path):
+    value = "p@ss wörd 'quoted' \"double\" $HOME `id` \\back"
+    result = run_loader(tmp_path, f"SECRET_ONE={value}\nSECRET_TWO=x=y\n", "sh", "-c", 'printf "%s|%s" "$SECRET_ONE" "$SECRET_TWO"')
+    assert result.returncode == 0, result.stderr
+    assert result.stdout == f"{value}|x=y"
+
+
+def test_the_env_loader_fails_closed_without_its_file(tmp_path):
+    result = run_loader(tmp_path, None, "sh", "-c", "echo started")
+    assert result.returncode == 78 and "started" not in result.stdout
+    assert "cannot read" in result.stderr
+
+
+def test_nginx_config_is_checked_by_the_edge_config_job_before_the_service_gets_it(prod):
+    by_urn = prod.by_urn()
+    nginx = services(prod)["nginx"]
+    deps = {by_urn[u].inputs.get("name", by_urn[u].name) for u in nginx.all_dependencies() if u in by_urn}
+    assert any(str(d).startswith("prefect-ha-prod-edge-config-") for d in deps), deps
+
+
+def test_the_convergence_wait_covers_every_task_of_a_rolling_update(prod):
+    api = services(prod)["api"].inputs
+    # prod: 3 replicas, the default waitTimeout
+    assert api["convergeConfig"]["timeout"] == swarm.duration(3 * (load_paths({}).wait_timeout + swarm.MONITOR_SECONDS))
+
+
+def test_the_worker_binds_the_docker_socket_read_only(prod):
+    worker = services(prod)["worker"].inputs["taskSpec"]["containerSpec"]
+    [bind] = [m for m in worker["mounts"] if m["type"] == "bind"]
+    assert bind["readOnly"] is True and bind["target"] == "/var/run/docker.sock"
+
+
+def test_names_swarm_cannot_hold_are_refused_before_any_resource():
+    long = run_program("prod", {"platform": "swarm", "namePrefix": "p" * 37})
+    assert "may be at most 36" in str(long.error)
+    assert {r.type for r in long.registrations} <= {"pulumi:pulumi:Stack"}
+    dotted = run_program("prod", {"platform": "swarm", "namePrefix": "team.prefect"})
+    assert "cannot hold '.'" in str(dotted.error)
+    assert run_program("prod", {"platform": "swarm", "namePrefix": "p" * 36}).error is None
+
+
+@pytest.mark.parametrize("url, words", [
+    ("redis://app:pw@cache:6379", "must not name a user"),
+    ("redis://:pw@[::1]:6379", "IPv6"),
+    ("redis://:pw@cache:0", "port that is not a number"),
+])
+def test_bad_external_redis_urls_are_refused(url, words):
+    with pytest.raises(ConfigError) as err:
+        load_paths({"redis.externalUrl": url})
+    assert words in str(err.value) and "pw" not in str(err.value)

@@ -21,10 +21,17 @@ POSTGRES_SCHEMES = ("postgresql", "postgres", "postgresql+asyncpg")
 
 
 def _port(parts) -> int | None:
+    """The URL's port (None: the default); an IPv6 literal host is refused, the
+    settings the stack writes take a host name or an IPv4 address."""
+    if parts.hostname and ":" in parts.hostname:
+        raise ValueError("names an IPv6 address; use a host name")
     try:
-        return parts.port
+        port = parts.port
     except ValueError:
-        raise ValueError("has a port that is not a number from 1 to 65535") from None
+        port = 0
+    if port == 0:
+        raise ValueError("has a port that is not a number from 1 to 65535")
+    return port
 
 
 class PostgresConfig(Group):
@@ -107,6 +114,8 @@ class RedisConfig(Group):
             _port(parts)
             if parts.path.strip("/"):
                 raise ValueError("must not name a database: the stack uses 0 (messaging) and 1 (Docket)")
+            if parts.username not in (None, "", "default"):
+                raise ValueError("must not name a user: the stack authenticates as Redis's default user")
         return value
 
     @property

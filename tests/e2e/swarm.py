@@ -60,7 +60,8 @@ INPUTS_LABEL = "prefect-ha-test.inputs"
 RECIPE_VERSION = 1
 # On every container, volume and network a swarm test bed makes on the host engine: its name.
 SWARM_LABEL = "prefect-ha-test.swarm"
-# The node label the program's data services are constrained to.
+# The node label the bed puts on the data node (node 1, the manager the program talks to); the
+# program places its data stores by DOCKER_HOST, not by this label, which marks the node for people.
 DATA_LABEL = "prefect-ha.data"
 API_PORT = 2375
 API_VERSION = "1.41"  # Docker 20.10's; a fixed version spares a /version round trip per client
