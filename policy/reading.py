@@ -11,6 +11,8 @@ from pulumi_policy.proxy import UnknownValueError
 from program_facts import COMPONENT_LABEL
 
 CONTAINER = "docker:index/container:Container"
+# On a swarm the API, services, workers and nginx are services, labelled like containers.
+SERVICE = "docker:index/service:Service"
 VOLUME = "docker:index/volume:Volume"
 
 # Values that are unknown during preview arrive as these sentinels; the
@@ -104,16 +106,26 @@ def is_prod_stack(urn: str) -> bool:
 
 
 def describe(name: str, props: Any) -> str:
-    """How messages name a container: the Pulumi resource and the Docker name."""
+    """How messages name a container or service: the Pulumi resource and the Docker name."""
     docker_name = get(props, "name")
+    kind = "service" if get(props, "taskSpec") is not MISSING else "container"
     if isinstance(docker_name, str) and docker_name != name:
-        return f"{name} (container {docker_name})"
+        return f"{name} ({kind} {docker_name})"
     return name
+
+
+def image_of(props: Any) -> Any:
+    """A container's image, or a service's (taskSpec.containerSpec.image)."""
+    image = get(props, "image")
+    if image is MISSING:
+        image = get(get(get(props, "taskSpec"), "containerSpec"), "image")
+    return image
 
 
 
 def containers(resources: Iterable[PolicyResource], component: str | None = None) -> list[PolicyResource]:
-    found = [r for r in resources if r.resource_type == CONTAINER]
+    """The stack's containers and Swarm services (of ``component``)."""
+    found = [r for r in resources if r.resource_type in (CONTAINER, SERVICE)]
     if component is not None:
         found = [r for r in found if component_of(r.props) == component]
     return found

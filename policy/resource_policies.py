@@ -7,7 +7,8 @@ from typing import Any
 from pulumi_policy import ReportViolation, ResourceValidationArgs
 
 from program_facts import POSTGRES_COMPONENT, REDIS_COMPONENT, pin_problem
-from reading import CONTAINER, MISSING, UNKNOWN, component_of, describe, get, is_prod_stack, items, stack_of
+from reading import (CONTAINER, MISSING, SERVICE, UNKNOWN, component_of, describe, get, image_of, is_prod_stack,
+                     items, stack_of)
 
 DANGEROUS_CAPABILITIES = frozenset({"ALL", "SYS_ADMIN"})
 
@@ -16,9 +17,9 @@ DANGEROUS_CAPABILITIES = frozenset({"ALL", "SYS_ADMIN"})
 
 
 def images_pinned(args: ResourceValidationArgs, report_violation: ReportViolation) -> None:
-    if args.resource_type != CONTAINER:
+    if args.resource_type not in (CONTAINER, SERVICE):
         return
-    image = get(args.props, "image")
+    image = image_of(args.props)
     if not isinstance(image, str):
         return  # unknown during preview
     problem = pin_problem(image)

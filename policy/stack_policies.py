@@ -105,12 +105,14 @@ def postgres_volume_retained(args: StackValidationArgs, report_violation: Report
 
 
 def _publishes_internal(props: Any, port: int) -> bool | None:
-    ports = get(props, "ports")
+    ports, key = get(props, "ports"), "internal"
+    if ports is MISSING:  # a service: endpointSpec.ports[].targetPort
+        ports, key = get(get(props, "endpointSpec"), "ports"), "targetPort"
     if ports is UNKNOWN:
         return None
     unknown = False
     for entry in items(ports):
-        internal = get(entry, "internal")
+        internal = get(entry, key)
         if internal is UNKNOWN or entry is UNKNOWN:
             unknown = True
         elif internal == port or str(internal) == str(port):
@@ -120,8 +122,8 @@ def _publishes_internal(props: Any, port: int) -> bool | None:
 
 def _has_env(props: Any, name: str) -> bool | None:
     envs = get(props, "envs")
-    if envs is UNKNOWN:
-        return None
+    if envs is UNKNOWN or get(props, "taskSpec") is not MISSING:
+        return None  # a service's secret settings are in a Swarm secret the pack cannot read
     unknown = False
     for entry in items(envs):
         if entry is UNKNOWN:

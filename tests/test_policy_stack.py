@@ -222,3 +222,37 @@ def test_no_migration_container_at_all_is_reported(dev_run):
     found = of(evaluate(regs), "replicas-wait-for-migration")
     assert sorted(v.urn for v in found) == sorted(r.urn for r in gated)
     assert all("no migration container" in v.message for v in found)
+
+
+# --- the same policies over a swarm stack: the stateless tier is Swarm services -------------
+
+SWARM = {"platform": "swarm", "worker.enabled": True}
+
+
+def test_a_swarm_prod_stack_passes_every_policy():
+    assert evaluate(ok_run("prod", SWARM).registrations) == []
+
+
+def test_a_swarm_prod_stack_without_tls_or_auth_is_reported_on_the_nginx_service():
+    regs = ok_run("prod", {**SWARM, **PROD_HTTP, "auth.mode": "none"}).registrations
+    found = of(evaluate(regs), "prod-tls-and-auth")
+    nginx = next(r for r in regs if r.type == "docker:index/service:Service" and r.inputs["name"].endswith("-nginx"))
+    assert any(v.urn == nginx.urn and "plain HTTP" in v.message and "service" in v.message for v in found), found
+    assert any("lets anyone reach the API" in v.message for v in found), found
+
+
+def test_a_swarm_service_that_skips_the_migration_gate_is_reported():
+    regs = regs_of(ok_run("prod", SWARM))
+    [api] = [r for r in regs if r.type == "docker:index/service:Service" and r.inputs["name"].endswith("-api")]
+    for migration in by_component(regs, pack.MIGRATION_COMPONENT):
+        drop_dependency(api, migration.urn)
+    found = of(evaluate(regs), "replicas-wait-for-migration")
+    assert [v.urn for v in found] == [api.urn], found
+
+
+def test_a_swarm_service_on_latest_is_reported():
+    regs = regs_of(ok_run("prod", SWARM))
+    [api] = [r for r in regs if r.type == "docker:index/service:Service" and r.inputs["name"].endswith("-api")]
+    api.inputs["taskSpec"]["containerSpec"]["image"] = "prefecthq/prefect:latest"
+    found = of(evaluate(regs), "images-pinned")
+    assert [v.urn for v in found] == [api.urn], found
