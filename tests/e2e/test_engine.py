@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import subprocess
 import time
 
@@ -247,9 +248,18 @@ def test_the_readme_config_commands_work_as_written(engine, docker_client):
     (stack.work_dir / "privkey.pem").write_text(key)
     env = {**os.environ, **engine.env(stack.work_dir / "state"), "PULUMI_HOME": str(engine.home),
            "PATH": f"{engine.cli / 'bin'}:{os.environ['PATH']}"}
-    for command in readme_config_commands():
+    commands = readme_config_commands()
+    # README: Docker Swarm moves the stack onto a swarm; checked after the one-host preview.
+    to_swarm = [c for c in commands if " platform swarm" in c]
+    assert len(to_swarm) == 1, commands
+
+    def run(command: str) -> None:
         done = subprocess.run(["bash", "-c", command], cwd=stack.work_dir, env=env, capture_output=True, text=True)
         assert done.returncode == 0, f"{command}\n{done.stderr}"
+
+    for command in commands:
+        if command not in to_swarm:
+            run(command)
     config = stack.stack_file()["config"]
     assert config["prefect-ha:api"]["replicas"] == 5
     assert config["prefect-ha:proxy"]["publicUrl"] == "https://prefect.example.com"
@@ -260,6 +270,14 @@ def test_the_readme_config_commands_work_as_written(engine, docker_client):
     preview = stack.preview(diff=True)
     assert "prefect-api-5" in preview.stdout and "prefect-api-6" not in preview.stdout
     assert "tls:index/selfSignedCert" not in preview.stdout and "tls:index/locallySignedCert" not in preview.stdout
+    assert "BEGIN PRIVATE KEY" not in preview.stdout
+    run(to_swarm[0])
+    assert stack.stack_file()["config"]["prefect-ha:platform"] == "swarm"
+    # On a swarm the five replicas are the tasks of one API service.
+    preview = stack.preview(diff=True)
+    assert "prefect-api-5" not in preview.stdout and "docker:index/service:Service" in preview.stdout
+    assert re.search(r'name\s*:\s*"prefect-ha-readme-api"', preview.stdout), preview.stdout[-3000:]
+    assert re.search(r"replicas\s*:\s*5\b", preview.stdout), preview.stdout[-3000:]
     assert "BEGIN PRIVATE KEY" not in preview.stdout
 
 
